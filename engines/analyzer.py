@@ -1,0 +1,74 @@
+"""Detect + align + embed for still photos: the one code path the CLI, the gallery and evaluation share."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engines.backend import BackendName, create_backend
+from engines.detector import Detector, Faces, to_bgr
+from engines.embedder import Embedder
+from engines.models import DETECTOR_FILE, EMBEDDER_FILE, ModelStore
+
+
+@dataclass
+class AnalyzedFace:
+    box: np.ndarray  # x1, y1, x2, y2
+    det_score: float
+    landmarks: np.ndarray  # [5, 2]
+    embedding: np.ndarray  # [128], L2-normalised
+
+
+class FaceAnalyzer:
+    """Owns one ``Detector`` and one ``Embedder``; loads models from the verified cache."""
+
+    def __init__(self, detector: Detector, embedder: Embedder) -> None:
+        self.detector = detector
+        self.embedder = embedder
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        engine: BackendName = "auto",
+        threads: int = 0,
+        det_threshold: float = 0.8,
+        max_side: int = 1920,
+        home: Path | None = None,
+    ) -> "FaceAnalyzer":
+        store = ModelStore(home)
+        det = Detector(
+            create_backend(store.path(DETECTOR_FILE), engine, threads=threads),
+            score_threshold=det_threshold,
+            max_side=max_side,
+        )
+        emb = Embedder(create_backend(store.path(EMBEDDER_FILE), engine, threads=threads))
+        return cls(det, emb)
+
+    def embed_faces(self, image: np.ndarray, faces: Faces) -> np.ndarray:
+        if len(faces) == 0:
+            return np.zeros((0, 128), np.float32)
+        chips = np.stack([self.embedder.align(image, lm) for lm in faces.landmarks])
+        return self.embedder.embed(chips)
+
+    def analyze(self, image: np.ndarray, *, pad_retry: bool = True) -> list[AnalyzedFace]:
+        """All faces in ``image`` (best detection score first) with their embeddings.
+
+        ``pad_retry``: tight face crops (ID photos, pre-cropped datasets) often give RetinaFace no
+        context and no detection; when nothing is found we try once more with a 50 % border around the
+        photo, then map the result back. Camera frames never need this.
+        """
+        faces = self.detector.detect(image)
+        if len(faces) == 0 and pad_retry:
+            h, w = image.shape[:2]
+            py, px = h // 2, w // 2
+            padded = cv2.copyMakeBorder(to_bgr(image), py, py, px, px, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+            faces = self.detector.detect(padded)
+            offset = np.array([px, py], dtype=np.float32)
+            faces = Faces(faces.boxes - np.tile(offset, 2), faces.scores, faces.landmarks - offset)
+        emb = self.embed_faces(image, faces)
+        return [
+            AnalyzedFace(faces.boxes[i], float(faces.scores[i]), faces.landmarks[i], emb[i]) for i in range(len(faces))
+        ]

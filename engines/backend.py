@@ -1,0 +1,93 @@
+"""One small interface every inference backend implements, and the factory that picks one.
+
+Why an interface: the face models (``Detector``, ``Embedder``) only need "load this ONNX file, run a
+batch, tell me the shapes", so the same model code runs on ONNX Runtime (CPU, the tested default) and
+on TensorRT (GPU, optional extra) without a second code path.
+"""
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+BackendName = Literal["auto", "onnxruntime", "tensorrt"]
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run on this machine (library missing, no GPU, ...)."""
+
+
+class InferenceBackend(ABC):
+    """Runs one ONNX model. Inputs and outputs are plain float32 numpy arrays."""
+
+    name: str = "abstract"
+
+    @property
+    @abstractmethod
+    def input_shapes(self) -> dict[str, tuple]:
+        """Input name -> shape; dynamic dimensions are strings or None."""
+
+    @property
+    @abstractmethod
+    def output_shapes(self) -> dict[str, tuple]:
+        """Output name -> shape; dynamic dimensions are strings or None."""
+
+    @abstractmethod
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run one batch; outputs in the model's output order."""
+
+
+def tensorrt_available() -> tuple[bool, str]:
+    """Whether TensorRT + pycuda import and a CUDA GPU answers, with the reason when not."""
+    try:
+        import tensorrt  # noqa: F401
+    except Exception as exc:  # ImportError, or a stub wheel failing at import
+        return False, f"tensorrt does not import ({type(exc).__name__}: {exc})"
+    try:
+        import pycuda.driver as cuda
+
+        cuda.init()
+        if cuda.Device.count() < 1:
+            return False, "no CUDA device found"
+    except Exception as exc:
+        return False, f"pycuda/CUDA not usable ({type(exc).__name__}: {exc})"
+    return True, "tensorrt and a CUDA GPU are present"
+
+
+def resolve_backend(requested: BackendName) -> str:
+    """Turn ``auto`` into a concrete backend name and log why; fail clearly on an impossible request."""
+    if requested == "onnxruntime":
+        return "onnxruntime"
+    ok, why = tensorrt_available()
+    if requested == "tensorrt":
+        if not ok:
+            raise BackendUnavailable(f"engine 'tensorrt' was requested but is unavailable: {why}")
+        return "tensorrt"
+    if requested != "auto":
+        raise ValueError(f"unknown engine {requested!r}; use auto, onnxruntime or tensorrt")
+    chosen = "tensorrt" if ok else "onnxruntime"
+    log.info("engine auto -> %s (%s)", chosen, why)
+    return chosen
+
+
+def create_backend(
+    onnx_path: str | Path,
+    engine: BackendName = "auto",
+    *,
+    threads: int = 0,
+    trt_options: dict | None = None,
+) -> InferenceBackend:
+    """Build the backend for ``onnx_path``. ``threads`` applies to ONNX Runtime (0 = its default)."""
+    kind = resolve_backend(engine)
+    if kind == "tensorrt":
+        from engines.tensorrt import TensorRTBackend
+
+        return TensorRTBackend(onnx_path, **(trt_options or {}))
+    from engines.onnxruntime import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(onnx_path, threads=threads)

@@ -1,0 +1,167 @@
+"""RetinaFace (MobileNet-0.25) face detector: numpy image in, boxes + 5 landmarks out.
+
+Constants below are the model's own (``../shared/models/MODELS.md``): BGR input minus the per-channel
+mean, no scaling; priors with strides 8/16/32 and two sizes each; decoding with variances (0.1, 0.2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from engines.backend import InferenceBackend
+
+MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
+STRIDES = (8, 16, 32)
+MIN_SIZES = ((16, 32), (64, 128), (256, 512))
+VARIANCES = (0.1, 0.2)
+PAD_MULTIPLE = 32  # the FPN up-sampling lines up exactly when H and W divide by the largest stride
+
+
+@dataclass
+class Faces:
+    """Detections in one image, in that image's pixel coordinates, best score first."""
+
+    boxes: np.ndarray  # [N, 4] x1, y1, x2, y2 float32
+    scores: np.ndarray  # [N] float32
+    landmarks: np.ndarray  # [N, 5, 2] float32: eyes (as seen), nose, mouth corners
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """min(width, height) of each box, the number the quality gate compares with."""
+        wh = self.boxes[:, 2:] - self.boxes[:, :2]
+        return wh.min(axis=1)
+
+    def subset(self, keep: np.ndarray) -> "Faces":
+        return Faces(self.boxes[keep], self.scores[keep], self.landmarks[keep])
+
+    @staticmethod
+    def empty() -> "Faces":
+        return Faces(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
+
+
+@lru_cache(maxsize=16)
+def priors(height: int, width: int) -> np.ndarray:
+    """Prior boxes (cx, cy, w, h), normalised, in the order the network emits them."""
+    out = []
+    for stride, sizes in zip(STRIDES, MIN_SIZES):
+        fh, fw = -(-height // stride), -(-width // stride)
+        jj, ii = np.meshgrid(np.arange(fw), np.arange(fh))
+        cx = ((jj.ravel() + 0.5) * stride / width)[:, None]
+        cy = ((ii.ravel() + 0.5) * stride / height)[:, None]
+        per = [np.hstack([cx, cy, np.full_like(cx, s / width), np.full_like(cy, s / height)]) for s in sizes]
+        out.append(np.stack(per, axis=1).reshape(-1, 4))
+    return np.concatenate(out).astype(np.float32)
+
+
+def to_bgr(image: np.ndarray) -> np.ndarray:
+    """Accept greyscale, BGR or BGRA uint8 and return 3-channel BGR."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}")
+    return image
+
+
+class Detector:
+    """RetinaFace on any backend. ``max_side`` downscales very large images before detection."""
+
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        *,
+        score_threshold: float = 0.7,
+        nms_threshold: float = 0.4,
+        max_side: int = 1920,
+        fixed_input: tuple[int, int] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.input_name = next(iter(backend.input_shapes))
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.max_side = max_side
+        # A fixed (H, W) letterbox input, for engines built for one shape (TensorRT).
+        self.fixed_input = fixed_input
+
+    def _geometry(self, h: int, w: int) -> tuple[float, int, int]:
+        """Scale to apply and the padded network input size for an h x w image."""
+        if self.fixed_input is not None:
+            fh, fw = self.fixed_input
+            return min(fh / h, fw / w), fh, fw
+        scale = min(1.0, self.max_side / max(h, w))
+        sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+        return scale, -(-sh // PAD_MULTIPLE) * PAD_MULTIPLE, -(-sw // PAD_MULTIPLE) * PAD_MULTIPLE
+
+    def preprocess(self, images: list[np.ndarray]) -> tuple[np.ndarray, float]:
+        """Same-size images -> one NCHW float32 blob (resized, zero-padded bottom/right, mean-subtracted)."""
+        h, w = images[0].shape[:2]
+        scale, ph, pw = self._geometry(h, w)
+        blob = np.zeros((len(images), ph, pw, 3), dtype=np.float32)
+        sh, sw = min(ph, round(h * scale)), min(pw, round(w * scale))
+        for i, img in enumerate(images):
+            img = to_bgr(img)
+            if img.shape[:2] != (h, w):
+                raise ValueError("a detection batch must hold images of one size")
+            if (sh, sw) != (h, w):
+                img = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            blob[i, :sh, :sw] = img
+            blob[i, :sh, :sw] -= MEAN_BGR
+        # The padding stays 0, i.e. the mean colour, which the network reads as background.
+        return np.ascontiguousarray(blob.transpose(0, 3, 1, 2)), scale
+
+    def detect(self, image: np.ndarray) -> Faces:
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[Faces]:
+        """Detect faces in a batch of same-size images."""
+        if not images:
+            return []
+        blob, scale = self.preprocess(images)
+        loc, conf, lms = self.backend.run({self.input_name: blob})
+        return self.postprocess(loc, conf, lms, blob.shape[2], blob.shape[3], scale, images[0].shape[:2])
+
+    def postprocess(
+        self,
+        loc: np.ndarray,
+        conf: np.ndarray,
+        lms: np.ndarray,
+        in_h: int,
+        in_w: int,
+        scale: float,
+        image_hw: tuple[int, int],
+    ) -> list[Faces]:
+        """Decode network outputs of one batch into per-image ``Faces`` in original pixel coordinates."""
+        pri = priors(in_h, in_w)
+        v0, v1 = VARIANCES
+        to_px = np.array([in_w, in_h], dtype=np.float32) / scale
+        h, w = image_hw
+        results = []
+        for b in range(loc.shape[0]):
+            scores = conf[b, :, 1]
+            keep = np.flatnonzero(scores > self.score_threshold)
+            if keep.size == 0:
+                results.append(Faces.empty())
+                continue
+            p, l, s = pri[keep], loc[b, keep], scores[keep]
+            centre = p[:, :2] + l[:, :2] * v0 * p[:, 2:]
+            size = p[:, 2:] * np.exp(l[:, 2:] * v1)
+            boxes = np.hstack([centre - size / 2, centre + size / 2]) * np.tile(to_px, 2)
+            marks = (p[:, None, :2] + lms[b, keep].reshape(-1, 5, 2) * v0 * p[:, None, 2:]) * to_px
+            xywh = np.hstack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]])
+            idx = cv2.dnn.NMSBoxes(xywh.tolist(), s.tolist(), self.score_threshold, self.nms_threshold)
+            idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+            idx = idx[np.argsort(-s[idx])]
+            boxes = boxes[idx]
+            boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+            boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+            results.append(Faces(boxes.astype(np.float32), s[idx].astype(np.float32), marks[idx].astype(np.float32)))
+        return results

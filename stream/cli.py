@@ -1,0 +1,279 @@
+"""``facewatch`` command line: photos (verify, identify, gallery), models, and the pipeline commands.
+
+Every command takes ``--json``; bad input exits 2 with one line on stderr saying what is wrong.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from stream.config import Config, ConfigError, load_config
+
+log = logging.getLogger("facewatch")
+
+EXIT_BAD_INPUT = 2
+
+
+class UserError(click.ClickException):
+    """Bad input: one line, exit 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"facewatch: error: {self.message}", err=True)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from engines.backend import BackendUnavailable
+    from engines.models import ModelError
+    from stream.gallery import GalleryError
+    from stream.images import ImageError
+
+    return (ConfigError, ImageError, GalleryError, ModelError, BackendUnavailable, NoFaceError)
+
+
+class NoFaceError(ValueError):
+    """A photo that must show a face shows none (or several where one is required)."""
+
+
+class _Group(click.Group):
+    """Turns the project's own input errors into ``UserError`` (exit 2, one line)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _known_errors() as exc:
+            raise UserError(str(exc)) from None
+
+
+def emit(ctx: click.Context, payload: dict, human: str) -> None:
+    if ctx.obj["json"]:
+        click.echo(json.dumps(payload, default=_jsonable))
+    else:
+        click.echo(human)
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+def json_option(f):
+    """``--json`` accepted on every command (and on the group)."""
+
+    def cb(ctx: click.Context, _p: click.Parameter, value: bool) -> None:
+        if value:
+            ctx.ensure_object(dict)["json"] = True
+
+    return click.option("--json", "as_json", is_flag=True, expose_value=False, callback=cb, help="machine-readable output")(f)
+
+
+@click.group(cls=_Group)
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None, help="YAML config file")
+@click.option("-v", "--verbose", count=True, help="more log output (-v info, -vv debug)")
+@json_option
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+    """facewatch: real-time face recognition for video surveillance."""
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    obj = ctx.ensure_object(dict)
+    obj.setdefault("json", False)
+    obj["config_path"] = config_path
+
+
+def get_config(ctx: click.Context) -> Config:
+    obj = ctx.find_root().obj
+    if "config" not in obj:
+        try:
+            obj["config"] = load_config(obj["config_path"])
+        except ConfigError as exc:
+            raise UserError(str(exc)) from None
+    return obj["config"]
+
+
+def get_analyzer(ctx: click.Context):
+    from engines.analyzer import FaceAnalyzer
+
+    cfg = get_config(ctx)
+    obj = ctx.find_root().obj
+    if "analyzer" not in obj:
+        obj["analyzer"] = FaceAnalyzer.create(
+            engine=cfg.engines.engine,
+            threads=cfg.engines.threads,
+            det_threshold=cfg.detector.score_threshold,
+            max_side=cfg.detector.max_side,
+            home=cfg.home,
+        )
+    return obj["analyzer"]
+
+
+def gallery_dir(ctx: click.Context, given: str | None) -> Path:
+    cfg = get_config(ctx)
+    return Path(given) if given else cfg.resolve(cfg.matching.gallery)
+
+
+gallery_option = click.option("--gallery", "gallery", type=click.Path(file_okay=False), default=None, help="gallery directory")
+
+
+def _one_face(analyzer, path: str, largest: bool = True):
+    """The single face of a photo (the largest one when ``largest``); NoFaceError otherwise."""
+    from stream.images import load_image
+
+    faces = analyzer.analyze(load_image(path))
+    if not faces:
+        raise NoFaceError(f"{path}: no face found")
+    if len(faces) > 1 and not largest:
+        raise NoFaceError(f"{path}: {len(faces)} faces found, expected one (use --largest to take the largest)")
+    return max(faces, key=lambda f: float(np.prod(f.box[2:] - f.box[:2])))
+
+
+# --------------------------------------------------------------------------- photos
+@main.command()
+@click.argument("img1", type=click.Path())
+@click.argument("img2", type=click.Path())
+@json_option
+@click.pass_context
+def verify(ctx: click.Context, img1: str, img2: str) -> None:
+    """1:1 -- are the (largest) faces in IMG1 and IMG2 the same person?"""
+    analyzer = get_analyzer(ctx)
+    cfg = get_config(ctx)
+    a, b = _one_face(analyzer, img1), _one_face(analyzer, img2)
+    score = float(np.dot(a.embedding, b.embedding))
+    thr = cfg.matching.threshold
+    same = score >= thr
+    emit(ctx, {"score": score, "threshold": thr, "same": same},
+         f"{'SAME' if same else 'DIFFERENT'} person: score {score:.4f} (threshold {thr:.4f})")
+
+
+@main.command()
+@click.argument("img", type=click.Path())
+@gallery_option
+@json_option
+@click.pass_context
+def identify(ctx: click.Context, img: str, gallery: str | None) -> None:
+    """1:N -- who, from the gallery, is in IMG? Faces below the threshold are "unknown"."""
+    from stream.gallery import Gallery
+    from stream.images import load_image
+
+    cfg = get_config(ctx)
+    analyzer = get_analyzer(ctx)
+    image = load_image(img)
+    gal = Gallery(gallery_dir(ctx, gallery), readonly=True)
+    faces = analyzer.analyze(image)
+    cands = gal.search(np.stack([f.embedding for f in faces]) if faces else np.zeros((0, 128), np.float32), k=cfg.matching.top_k)
+    thr = cfg.matching.threshold
+    out = []
+    for f, c in zip(faces, cands):
+        ident = c.identity if c.identity is not None and c.score >= thr else None
+        out.append({"box": [round(float(v), 1) for v in f.box], "det_score": round(f.det_score, 4),
+                    "identity": ident, "score": round(c.score, 4)})
+    if not faces:
+        click.echo(f"facewatch: {img}: no face found", err=True)
+    lines = [f"{o['identity'] or 'unknown'}\tscore {o['score']:.4f}\tbox {o['box']}" for o in out]
+    emit(ctx, {"faces": out, "threshold": thr}, "\n".join(lines) if lines else "no face found")
+
+
+# --------------------------------------------------------------------------- gallery
+@main.group(cls=_Group)
+def gallery() -> None:
+    """Enroll, list and remove watchlist persons."""
+
+
+@gallery.command("enroll")
+@click.argument("name")
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--largest", is_flag=True, help="in photos with several faces, take the largest")
+@gallery_option
+@json_option
+@click.pass_context
+def gallery_enroll(ctx: click.Context, name: str, images: tuple[str, ...], largest: bool, gallery: str | None) -> None:
+    """Enroll NAME from one or more photos, each showing one face."""
+    from stream.gallery import Gallery, GalleryError
+    from stream.images import ImageError
+
+    analyzer = get_analyzer(ctx)
+    embeddings, sources, skipped = [], [], []
+    for path in images:
+        try:
+            face = _one_face(analyzer, path, largest=largest)
+        except (ImageError, NoFaceError) as exc:
+            skipped.append({"file": path, "reason": str(exc)})
+            click.echo(f"facewatch: skipped {exc}", err=True)
+            continue
+        embeddings.append(face.embedding)
+        sources.append(Path(path).name)
+    if not embeddings:
+        raise GalleryError(f"nothing enrolled for {name!r}: none of the {len(images)} photo(s) gave exactly one usable face")
+    gal = Gallery(gallery_dir(ctx, gallery))
+    added = gal.enroll(name, np.stack(embeddings), sources)
+    total = dict(gal.persons()).get(name.strip(), added)
+    emit(ctx, {"name": name.strip(), "enrolled": added, "samples": total, "skipped": skipped},
+         f"enrolled {name.strip()}: {added} photo(s) added, {total} sample(s) in all, {len(skipped)} skipped")
+
+
+@gallery.command("list")
+@gallery_option
+@json_option
+@click.pass_context
+def gallery_list(ctx: click.Context, gallery: str | None) -> None:
+    """Persons in the gallery with their number of samples."""
+    from stream.gallery import DB_FILE, Gallery
+
+    d = gallery_dir(ctx, gallery)
+    persons = Gallery(d, readonly=True).persons() if (d / DB_FILE).exists() else []
+    emit(ctx, {"persons": [{"name": n, "samples": c} for n, c in persons]},
+         "\n".join(f"{n}\t{c}" for n, c in persons) if persons else "(empty gallery)")
+
+
+@gallery.command("remove")
+@click.argument("name")
+@gallery_option
+@json_option
+@click.pass_context
+def gallery_remove(ctx: click.Context, name: str, gallery: str | None) -> None:
+    """Remove NAME and all their samples."""
+    from stream.gallery import DB_FILE, Gallery, GalleryError
+
+    d = gallery_dir(ctx, gallery)
+    if not (d / DB_FILE).exists():
+        raise GalleryError(f"{d}: no gallery here")
+    n = Gallery(d).remove(name)
+    emit(ctx, {"name": name, "removed_samples": n}, f"removed {name} ({n} samples)")
+
+
+# --------------------------------------------------------------------------- models
+@main.group(cls=_Group)
+def models() -> None:
+    """Model files: convert, verify, build engines."""
+
+
+@models.command("prepare")
+@json_option
+@click.pass_context
+def models_prepare(ctx: click.Context) -> None:
+    """Convert/extract both models into the cache and report files, sizes and checksums."""
+    from engines.models import ModelStore
+
+    cfg = get_config(ctx)
+    files = ModelStore(cfg.home).prepare()
+    emit(ctx, {"models": [{"name": f.name, "path": f.path, "bytes": f.size, "sha256": f.sha256, "source": f.source} for f in files]},
+         "\n".join(f"{f.name}\t{f.size} bytes\tsha256 {f.sha256}\t{f.path}\n  from {f.source}" for f in files))
+
+
+if __name__ == "__main__":
+    main()
