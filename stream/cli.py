@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -374,6 +375,218 @@ def calibrate(ctx: click.Context, pairs_file: str, root: str, target_far: float,
         write_threshold(Path(write_to), res)
         res["written_to"] = write_to
     emit(ctx, res, f"threshold {res['threshold']}: {res['source']}" + (f"\nwritten to {write_to}" if write_to else ""))
+
+
+# --------------------------------------------------------------------------- pipeline
+def _run_supervisor(sup, until, timeout_s: float | None = None, on_tick=None) -> bool:
+    """Run ``sup`` until ``until()`` is true, SIGINT/SIGTERM, or the timeout; always stops it cleanly."""
+    import signal
+    import time
+
+    stop = {"flag": False}
+
+    def handler(signum, _frame):
+        stop["flag"] = True
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    t0 = time.monotonic()
+    ok = False
+    try:
+        sup.start()
+        while not stop["flag"]:
+            sup.poll(0.25)
+            if on_tick:
+                on_tick(sup)
+            if until():
+                ok = True
+                break
+            if timeout_s is not None and time.monotonic() - t0 > timeout_s:
+                break
+    finally:
+        sup.stop()
+        for s, h in old.items():
+            signal.signal(s, h)
+    return ok
+
+
+@main.command()
+@json_option
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Live monitoring of the configured cameras until stopped (Ctrl-C / SIGTERM)."""
+    from stream.supervisor import Supervisor
+
+    cfg = get_config(ctx)
+    if not [c for c in cfg.cameras if c.enabled]:
+        raise UserError("no enabled camera in the config (cameras: [...])")
+    from engines.models import ModelStore
+
+    ModelStore(cfg.home).prepare()  # convert once here, not in every stage
+    level = logging.getLogger().level
+    sup = Supervisor(cfg, live=True, log_level=min(level, logging.INFO))
+    click.echo(f"facewatch: monitoring {len([c for c in cfg.cameras if c.enabled])} camera(s); "
+               f"metrics on http://{cfg.metrics.host}:{cfg.metrics.port}/metrics; Ctrl-C to stop", err=True)
+    _run_supervisor(sup, until=lambda: False)
+
+
+@main.command()
+@click.option("--since", default=None, help="only events at or after this time: epoch seconds or ISO date/time")
+@json_option
+@click.pass_context
+def events(ctx: click.Context, since: str | None) -> None:
+    """List stored alert events."""
+    import datetime as dt
+
+    from stream.events import EventStore
+    from stream.sinks import console_line
+
+    cfg = get_config(ctx)
+    t = 0.0
+    if since:
+        try:
+            t = float(since)
+        except ValueError:
+            try:
+                t = dt.datetime.fromisoformat(since).timestamp()
+            except ValueError:
+                raise UserError(f"--since {since!r}: use epoch seconds or an ISO date/time") from None
+    path = cfg.resolve(cfg.alerts.store)
+    evs = EventStore(path).events(since=t) if path.exists() else []
+    emit(ctx, {"events": evs}, "\n".join(console_line(e) for e in evs) if evs else "(no events)")
+
+
+def scan_videos(cfg: Config, videos: list[str], every: int, gallery: str | None, annotate: bool,
+                progress: bool = True, timeout_s: float | None = None) -> dict:
+    """Run recorded videos through the pipeline stages (backpressure, no drops) and return the report."""
+    import tempfile
+
+    import cv2
+    from tqdm import tqdm
+
+    from stream.supervisor import Supervisor
+
+    names, files, total = set(), [], 0
+    for v in videos:
+        stem = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in Path(v).stem) or "video"
+        name, k = stem, 1
+        while name in names:
+            k += 1
+            name = f"{stem}-{k}"
+        names.add(name)
+        files.append((name, str(v)))
+        cap = cv2.VideoCapture(str(v))
+        total += max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)) // every
+        cap.release()
+    tmp = tempfile.mkdtemp(prefix="facewatch-scan-")
+    report_path = Path(tmp) / "report.json"
+    options = {"files": files, "every": every, "report_path": str(report_path), "observations": annotate}
+    if gallery:
+        options["gallery"] = gallery
+    cfg = cfg.model_copy(deep=True)
+    cfg.alerts.sinks.console = False
+    sup = Supervisor(cfg, live=False, options=options, serve_metrics=False)
+    bar = tqdm(total=total, unit="frame", desc="scan", disable=not progress)
+
+    def tick(s) -> None:
+        done = next((c.metrics.get("frames_out", 0) for c in s.children if c.spec.kind == "capture"), 0)
+        bar.update(max(0, int(done) - bar.n))
+
+    ok = _run_supervisor(sup, until=report_path.exists, timeout_s=timeout_s, on_tick=tick)
+    bar.close()
+    if not ok:
+        raise UserError("scan did not finish (interrupted or timed out)")
+    report = json.loads(report_path.read_text())
+    report_path.unlink()
+    os.rmdir(tmp)
+    return report
+
+
+@main.command()
+@click.argument("videos", nargs=-1, required=True, type=click.Path())
+@gallery_option
+@click.option("--every", default=1, show_default=True, type=click.IntRange(1), help="process every Nth frame")
+@click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="write the report here")
+@click.option("--annotate", type=click.Path(dir_okay=False), default=None, help="write an annotated video (boxes, names)")
+@json_option
+@click.pass_context
+def scan(ctx: click.Context, videos: tuple[str, ...], gallery: str | None, every: int, json_out: str | None,
+         annotate: str | None) -> None:
+    """Scan recorded video: every (Nth) frame, events in video time, per-identity appearances."""
+    cfg = get_config(ctx)
+    from engines.models import ModelStore
+
+    ModelStore(cfg.home).prepare()
+    report = scan_videos(cfg, list(videos), every, gallery or str(gallery_dir(ctx, None)), bool(annotate),
+                         progress=not ctx.obj["json"])
+    if annotate:
+        from stream.annotate import annotate_video
+
+        for v in report["videos"]:
+            if v.get("observations"):
+                annotate_video(v["file"], v["observations"], v["track_identity"], Path(annotate) if len(report["videos"]) == 1
+                               else Path(annotate).with_name(f"{Path(annotate).stem}-{v['camera']}{Path(annotate).suffix}"))
+            v.pop("observations", None)
+    if json_out:
+        Path(json_out).write_text(json.dumps(report, indent=1))
+    lines = []
+    for v in report["videos"]:
+        lines.append(f"{v['file']}: {v['frames']} frames" + (f"  ERROR: {v['error']}" if v["error"] else ""))
+        lines += [f"  t={e['video_time']:.2f}s frame {e['frame_index']}: {e['identity'] or 'UNKNOWN'} score {e['score']:.4f}" for e in v["events"]]
+        lines += [f"  {n}: first {a['first_seen']:.2f}s last {a['last_seen']:.2f}s best {a['best_score']:.4f}" for n, a in v["appearances"].items()]
+    emit(ctx, report, "\n".join(lines))
+    if all(v["error"] for v in report["videos"]):
+        raise UserError("no video could be read")
+
+
+@main.command()
+@click.option("--timeout", "timeout_s", default=90.0, show_default=True, help="give up after this many seconds")
+@click.option("--keep", type=click.Path(file_okay=False), default=None, help="keep the demo files in this directory")
+@json_option
+@click.pass_context
+def demo(ctx: click.Context, timeout_s: float, keep: str | None) -> None:
+    """A real end-to-end run on a fresh machine: clip of a known face -> live pipeline -> one alert."""
+    import shutil
+    import tempfile
+    import time
+
+    from engines.models import ModelStore
+    from stream.clips import Appearance, astronaut_head, render_clip
+    from stream.events import EventStore
+    from stream.gallery import Gallery
+    from stream.supervisor import Supervisor
+
+    work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="facewatch-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        ModelStore().prepare()
+        head = astronaut_head()
+        clip = render_clip(work / "demo.mp4", [Appearance(head, 0.5, 5.5)], size=(1280, 720), duration_s=6.0)
+        click.echo(f"demo: clip {clip} (1280x720, the astronaut's face crossing the frame)", err=True)
+        analyzer = get_analyzer(ctx)
+        faces = analyzer.analyze(head)
+        if not faces:
+            raise UserError("demo: the enrollment photo gave no face")
+        Gallery(work / "gallery").enroll("astronaut (demo)", np.stack([faces[0].embedding]), ["skimage astronaut"])
+        base = get_config(ctx).model_dump(mode="json")
+        base.update(data_dir=str(work), cameras=[{"name": "demo-cam", "source": str(clip), "fps": 10}])
+        base["matching"]["gallery"] = "gallery"
+        base["metrics"]["enabled"] = False
+        cfg = Config.model_validate(base)
+        store_path = cfg.resolve(cfg.alerts.store)
+        sup = Supervisor(cfg, live=True, options={"realtime": {"demo-cam": True}})
+        click.echo("demo: live pipeline started (capture -> detect -> embed -> match -> alert); waiting for an alert", err=True)
+
+        def alerted() -> bool:
+            return store_path.exists() and bool(EventStore(store_path).events())
+
+        if not _run_supervisor(sup, until=alerted, timeout_s=timeout_s):
+            raise UserError(f"demo: no alert within {timeout_s:.0f} s")
+        ev = EventStore(store_path).events()[0]
+        emit(ctx, {"alert": ev}, f"demo: ALERT {ev['identity']} on {ev['camera']} score {ev['score']:.4f} "
+                                 f"(threshold {ev['threshold']:.4f}), capture->alert latency {ev['latency_ms']:.0f} ms")
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -273,7 +273,7 @@ def write_threshold(config_path: Path, result: dict) -> None:
     new = {"threshold": f"{result['threshold']}", "threshold_far": f"{far:.6g}", "threshold_source": json.dumps(result["source"])}
     if all(re.search(rf"^\s+{k}:", text, re.M) for k in new):
         for k, v in new.items():
-            text = re.sub(rf"^(\s+{k}:)[^\n#]*(\s*#[^\n]*)?$", lambda m, v=v: f"{m.group(1)} {v}" + (m.group(2) or ""), text, count=1, flags=re.M)
+            text = re.sub(rf"^(\s+{k}:)[^\n#]*(\s*#[^\n]*)?$", lambda m, v=v: f"{m.group(1)} {v}" + (f"  {m.group(2).strip()}" if m.group(2) else ""), text, count=1, flags=re.M)
     else:
         data = yaml.safe_load(text) or {}
         m = data.setdefault("matching", {})

@@ -1,0 +1,125 @@
+"""Detect stage: batches frames across cameras, finds faces, tracks them, gates on quality, aligns chips.
+
+Batching: up to ``max_batch`` frames or ``max_wait_ms``, whichever comes first. Live: only the newest
+frame of each camera in a batch is processed, older ones are dropped as stale and counted.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import cv2
+import numpy as np
+
+from engines.backend import create_backend
+from engines.detector import Detector
+from engines.embedder import Embedder
+from engines.models import DETECTOR_FILE, ModelStore
+from stream.config import Config
+from stream.messages import Faces, Frame
+from stream.stage import Stage, StageSpec
+from stream.tracker import IouTracker
+
+log = logging.getLogger(__name__)
+
+
+def sharpness(chip: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey chip: low means blurred."""
+    return float(cv2.Laplacian(cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
+
+
+class DetectStage(Stage):
+    name = "detect"
+
+    def __init__(self, spec: StageSpec) -> None:
+        super().__init__(spec)
+        self.cfg = Config.model_validate(spec.config)
+        store = ModelStore(self.cfg.home)
+        self.detector = Detector(
+            create_backend(store.path(DETECTOR_FILE), self.cfg.engines.engine, threads=self.cfg.engines.threads),
+            score_threshold=min(self.cfg.detector.score_threshold, self.cfg.quality.min_det_score),
+            nms_threshold=self.cfg.detector.nms_threshold,
+            max_side=self.cfg.detector.max_side,
+        )
+        self.min_face = {c.name: (c.min_face if c.min_face is not None else self.cfg.quality.min_face) for c in self.cfg.cameras}
+        self.tracker = IouTracker()
+        self.inp = self.pull(spec.endpoints["frames"])
+        self.out = self.push(spec.endpoints["faces"])
+
+    def gather(self) -> list[Frame]:
+        bc = self.cfg.detect_batch
+        first = self.recv(self.inp, 200, (Frame,))
+        if first is None:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + bc.max_wait_ms / 1000
+        while len(batch) < bc.max_batch and not any(m.eos for m in batch):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            m = self.recv(self.inp, int(left * 1000) + 1, (Frame,))
+            if m is not None:
+                batch.append(m)
+        if self.live:  # newest frame per camera wins; anything older is stale
+            pending = self.recv_all(self.inp, (Frame,))
+            self.metrics.queue_depth = len(pending)
+            latest: dict[str, Frame] = {}
+            for m in batch + pending:
+                if m.camera in latest:
+                    self.metrics.inc("dropped_stale")
+                if m.camera not in latest or m.seq >= latest[m.camera].seq:
+                    latest[m.camera] = m
+            batch = list(latest.values())
+        return batch
+
+    def loop_once(self) -> None:
+        batch = self.gather()
+        if not batch:
+            return
+        t0 = time.perf_counter()
+        frames = [m for m in batch if not m.eos and m.image is not None]
+        self.metrics.inc("frames_in", len(frames))
+        by_shape: dict[tuple, list[Frame]] = {}
+        for m in frames:
+            by_shape.setdefault(m.image.shape, []).append(m)
+        results: dict[int, object] = {}
+        for group in by_shape.values():
+            for m, faces in zip(group, self.detector.detect_batch([m.image for m in group])):
+                results[id(m)] = faces
+        if frames:
+            self.metrics.batches.append(len(frames))
+            self.metrics.times_ms.append((time.perf_counter() - t0) * 1000)
+        for m in batch:
+            if m.eos:
+                self.send(self.out, Faces(m.camera, m.seq, m.ts_capture, m.video_time, m.frame_index, eos=True), force=True)
+                continue
+            if id(m) in results:
+                self.emit(m, results[id(m)])
+
+    def emit(self, m: Frame, faces) -> None:
+        q = self.cfg.quality
+        keep = (faces.sizes >= self.min_face.get(m.camera, q.min_face)) & (faces.scores >= q.min_det_score)
+        chips, sharp = [], []
+        for i in np.flatnonzero(keep):
+            chip = Embedder.align(m.image, faces.landmarks[i])
+            s = sharpness(chip)
+            if s < q.min_sharpness:
+                keep[i] = False
+                continue
+            chips.append(chip)
+            sharp.append(s)
+        gated = int(len(faces) - keep.sum())
+        self.metrics.inc("faces_detected", len(faces))
+        self.metrics.inc("gated", gated)
+        if not keep.any():
+            return
+        f = faces.subset(keep)
+        t = m.video_time if m.video_time is not None else m.ts_capture
+        ids, _starts = self.tracker.update(m.camera, f.boxes, t)
+        quality = f.scores * np.minimum(1.0, f.sizes / 100.0) * np.minimum(1.0, np.array(sharp) / 100.0)
+        out = Faces(m.camera, m.seq, m.ts_capture, m.video_time, m.frame_index, gated=gated, boxes=f.boxes,
+                    scores=f.scores, landmarks=f.landmarks, track_ids=ids, quality=quality.astype(np.float32),
+                    chips=np.stack(chips), image=m.image)
+        if self.send(self.out, out):
+            self.metrics.inc("faces_out", len(f))
+            self.metrics.inc("frames_out")

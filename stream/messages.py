@@ -1,0 +1,171 @@
+"""Every message that crosses a ZeroMQ socket, and its wire format.
+
+Wire format: multipart ``[header, *arrays]``. ``header`` is UTF-8 JSON with ``"t"`` (the type), the
+message fields, and ``"arrays"``: one ``[name, dtype, shape]`` per following frame. Arrays travel as raw
+buffers (zero-copy on send). Every message carries the camera and the capture timestamp so the alert
+stage can measure capture->alert latency. ``decode`` validates everything and raises ``MessageError``
+on anything malformed; receivers log and skip such messages.
+
+Flow (each stage reads one kind and writes one kind):
+capture -> Frame -> detect -> Faces -> embed -> Embeddings -> match -> Decision -> alert.
+Capture also sends CameraStatus to alert; every stage sends Heartbeat to the supervisor.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class MessageError(ValueError):
+    """A message that cannot be decoded; the receiver logs it and goes on."""
+
+
+_DTYPES = {"uint8", "float32", "int64", "bool"}
+
+
+@dataclass
+class Message:
+    TYPE: ClassVar[str] = ""
+    ARRAYS: ClassVar[tuple[str, ...]] = ()
+
+    def encode(self) -> list:
+        head: dict[str, Any] = {"t": self.TYPE, "arrays": []}
+        frames: list = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in self.ARRAYS:
+                if v is None:
+                    continue
+                a = np.ascontiguousarray(v)
+                head["arrays"].append([f.name, str(a.dtype), list(a.shape)])
+                frames.append(a)
+            else:
+                head[f.name] = v
+        return [json.dumps(head, separators=(",", ":")).encode(), *frames]
+
+
+@dataclass
+class Frame(Message):
+    """One captured frame (BGR). ``video_time``/``frame_index`` are set for recorded sources."""
+
+    TYPE: ClassVar[str] = "frame"
+    ARRAYS: ClassVar[tuple[str, ...]] = ("image",)
+    camera: str
+    seq: int
+    ts_capture: float
+    video_time: float | None = None
+    frame_index: int | None = None
+    eos: bool = False  # end of a recorded source: stages flush and pass it on
+    image: np.ndarray | None = None
+
+
+@dataclass
+class Faces(Message):
+    """Faces of one frame that passed the quality gate, with tracks and aligned chips."""
+
+    TYPE: ClassVar[str] = "faces"
+    ARRAYS: ClassVar[tuple[str, ...]] = ("boxes", "scores", "landmarks", "track_ids", "quality", "chips", "image")
+    camera: str
+    seq: int
+    ts_capture: float
+    video_time: float | None = None
+    frame_index: int | None = None
+    eos: bool = False
+    gated: int = 0
+    boxes: np.ndarray | None = None  # [N, 4] float32
+    scores: np.ndarray | None = None  # [N]
+    landmarks: np.ndarray | None = None  # [N, 5, 2]
+    track_ids: np.ndarray | None = None  # [N] int64
+    quality: np.ndarray | None = None  # [N] float32, higher is better
+    chips: np.ndarray | None = None  # [N, 150, 150, 3] uint8 RGB
+    image: np.ndarray | None = None  # the frame, for snapshots
+
+
+@dataclass
+class Embeddings(Faces):
+    """Faces plus an embedding for those the embed stage chose (``embedded`` mask)."""
+
+    TYPE: ClassVar[str] = "embeddings"
+    ARRAYS: ClassVar[tuple[str, ...]] = Faces.ARRAYS + ("embedded", "embeddings")
+    embedded: np.ndarray | None = None  # [N] bool
+    embeddings: np.ndarray | None = None  # [N, 128] float32 (rows of non-embedded faces are zero)
+
+
+@dataclass
+class Decision(Message):
+    """A track's identity decision (alert=True when new), or, in recorded mode, every observation."""
+
+    TYPE: ClassVar[str] = "decision"
+    ARRAYS: ClassVar[tuple[str, ...]] = ("chip", "image")
+    camera: str
+    ts_capture: float
+    track_id: int
+    identity: str | None
+    score: float
+    threshold: float
+    kind: str  # "watchlist" | "unknown" | "observation" | "eos"
+    box: list[float] = field(default_factory=list)
+    video_time: float | None = None
+    frame_index: int | None = None
+    track_start: float | None = None  # video time (recorded) or capture time (live) the track began
+    chip: np.ndarray | None = None
+    image: np.ndarray | None = None
+
+
+@dataclass
+class CameraStatus(Message):
+    TYPE: ClassVar[str] = "status"
+    camera: str
+    ts_capture: float
+    online: bool
+    detail: str = ""
+
+
+@dataclass
+class Heartbeat(Message):
+    TYPE: ClassVar[str] = "heartbeat"
+    stage: str
+    pid: int
+    ts_capture: float
+    metrics: dict = field(default_factory=dict)
+    camera: str = ""
+
+
+TYPES: dict[str, type[Message]] = {c.TYPE: c for c in (Frame, Faces, Embeddings, Decision, CameraStatus, Heartbeat)}
+
+
+def decode(parts: list, expect: tuple[type[Message], ...] | None = None) -> Message:
+    """Parse a multipart message; ``MessageError`` when it is malformed or of an unexpected type."""
+    if not parts:
+        raise MessageError("empty message")
+    try:
+        head = json.loads(bytes(parts[0]))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MessageError(f"header is not JSON: {exc}") from None
+    if not isinstance(head, dict) or head.get("t") not in TYPES:
+        raise MessageError(f"unknown message type {head.get('t') if isinstance(head, dict) else head!r}")
+    cls = TYPES[head.pop("t")]
+    if expect and cls not in expect:
+        raise MessageError(f"unexpected message type {cls.TYPE!r}")
+    specs = head.pop("arrays", [])
+    if not isinstance(specs, list) or len(specs) != len(parts) - 1:
+        raise MessageError(f"{cls.TYPE}: header announces {len(specs) if isinstance(specs, list) else '?'} arrays, got {len(parts) - 1}")
+    kwargs = dict(head)
+    for spec, buf in zip(specs, parts[1:]):
+        try:
+            name, dtype, shape = spec
+            if name not in cls.ARRAYS or dtype not in _DTYPES:
+                raise ValueError(f"array {name!r} of {dtype!r} not allowed")
+            kwargs[name] = np.frombuffer(buf, dtype=dtype).reshape(shape)
+        except (ValueError, TypeError) as exc:
+            raise MessageError(f"{cls.TYPE}: bad array: {exc}") from None
+    try:
+        msg = cls(**kwargs)
+    except TypeError as exc:
+        raise MessageError(f"{cls.TYPE}: bad fields: {exc}") from None
+    if not isinstance(getattr(msg, "camera", ""), str) or not isinstance(msg.ts_capture, (int, float)):
+        raise MessageError(f"{cls.TYPE}: camera must be a string and ts_capture a number")
+    return msg

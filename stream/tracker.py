@@ -1,0 +1,64 @@
+"""IoU tracker: gives each face a track id that persists across consecutive frames of one camera.
+
+Greedy matching on IoU is enough at surveillance frame rates (faces move little between processed
+frames) and costs microseconds; a track ends after ``max_age_s`` without a match.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
+
+
+@dataclass
+class _Track:
+    tid: int
+    box: np.ndarray
+    last_seen: float
+    start: float
+
+
+class IouTracker:
+    """Per-camera tracks. Ids start from the wall clock in ms so a restarted stage never reuses one."""
+
+    def __init__(self, iou_min: float = 0.3, max_age_s: float = 2.0) -> None:
+        self.iou_min, self.max_age_s = iou_min, max_age_s
+        self.tracks: dict[str, list[_Track]] = {}
+        self._next = int(time.time() * 1000)
+
+    def update(self, camera: str, boxes: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Track ids and track start times for ``boxes`` seen at time ``t``."""
+        live = [tr for tr in self.tracks.get(camera, []) if t - tr.last_seen <= self.max_age_s]
+        ids = np.zeros(len(boxes), np.int64)
+        starts = np.zeros(len(boxes), np.float64)
+        iou = iou_matrix(boxes, np.array([tr.box for tr in live]).reshape(-1, 4))
+        taken: set[int] = set()
+        for flat in np.argsort(-iou, axis=None):
+            i, j = np.unravel_index(flat, iou.shape)
+            if iou[i, j] < self.iou_min:
+                break
+            if ids[i] or j in taken:
+                continue
+            ids[i], starts[i] = live[j].tid, live[j].start
+            live[j].box, live[j].last_seen = boxes[i], t
+            taken.add(int(j))
+        for i in np.flatnonzero(ids == 0):
+            self._next += 1
+            live.append(_Track(self._next, boxes[i], t, t))
+            ids[i], starts[i] = self._next, t
+        self.tracks[camera] = live
+        return ids, starts
