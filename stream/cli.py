@@ -77,7 +77,15 @@ def json_option(f):
         if value:
             ctx.ensure_object(dict)["json"] = True
 
-    return click.option("--json", "as_json", is_flag=True, expose_value=False, callback=cb, help="machine-readable output")(f)
+    def cfg_cb(ctx: click.Context, _p: click.Parameter, value: str | None) -> None:
+        if value:
+            ctx.find_root().ensure_object(dict)["config_path"] = value
+
+    f = click.option("--json", "as_json", is_flag=True, expose_value=False, callback=cb, help="machine-readable output")(f)
+    if getattr(f, "__name__", "") == "main":
+        return f
+    return click.option("-c", "--config", "sub_config", type=click.Path(dir_okay=False), default=None, expose_value=False,
+                        callback=cfg_cb, is_eager=True, help="YAML config file")(f)
 
 
 @click.group(cls=_Group)
@@ -94,7 +102,7 @@ def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     )
     obj = ctx.ensure_object(dict)
     obj.setdefault("json", False)
-    obj["config_path"] = config_path
+    obj.setdefault("config_path", config_path)
 
 
 def get_config(ctx: click.Context) -> Config:
@@ -568,12 +576,12 @@ def demo(ctx: click.Context, timeout_s: float, keep: str | None) -> None:
             raise UserError("demo: the enrollment photo gave no face")
         Gallery(work / "gallery").enroll("astronaut (demo)", np.stack([faces[0].embedding]), ["skimage astronaut"])
         base = get_config(ctx).model_dump(mode="json")
-        base.update(data_dir=str(work), cameras=[{"name": "demo-cam", "source": str(clip), "fps": 10}])
+        base.update(data_dir=str(work), cameras=[{"name": "demo-cam", "source": str(clip), "fps": 10, "replay": True}])
         base["matching"]["gallery"] = "gallery"
         base["metrics"]["enabled"] = False
         cfg = Config.model_validate(base)
         store_path = cfg.resolve(cfg.alerts.store)
-        sup = Supervisor(cfg, live=True, options={"realtime": {"demo-cam": True}})
+        sup = Supervisor(cfg, live=True)
         click.echo("demo: live pipeline started (capture -> detect -> embed -> match -> alert); waiting for an alert", err=True)
 
         def alerted() -> bool:

@@ -61,6 +61,7 @@ class CameraConfig(_Strict):
     min_face: int | None = Field(None, ge=0)
     alert_on: Literal["watchlist", "unknown", "both"] = "watchlist"
     enabled: bool = True
+    replay: bool = Field(False, description="play a video file as a live camera: at its own fps, looping")
 
     @field_validator("source")
     @classmethod

@@ -111,6 +111,7 @@ class MatchStage(Stage):
             if i in cands:
                 tr.embedded += 1
                 c = cands[i]
+                log.debug("track %s: %s %.4f", tid, c.identity if c else None, c.score if c else -1)
                 if c is not None and c.identity is not None and c.score >= thr:
                     tr.votes[c.identity] += 1
                     tr.best[c.identity] = max(tr.best.get(c.identity, -1.0), c.score)

@@ -67,7 +67,6 @@ class Supervisor:
             for cam in self.cfg.cameras:
                 if cam.enabled:
                     c = cam.model_dump(mode="json")
-                    c["realtime"] = self.options.get("realtime", {}).get(cam.name, False)
                     out.append((f"capture:{cam.name}", mk("capture", camera=c, instance=f"capture:{cam.name}")))
         else:
             out.append(("capture", mk("capture", camera={"name": "scan"}, files=self.options["files"],
@@ -93,6 +92,7 @@ class Supervisor:
         child.proc = self.spawn.Process(target=stage_main, args=(child.spec,), name=f"facewatch-{child.name}", daemon=False)
         child.proc.start()
         child.started = child.last_beat = time.monotonic()
+        log.info("started stage %s pid %d", child.name, child.proc.pid)
 
     # ------------------------------------------------------------------ watching
     def poll(self, timeout_s: float = 0.5) -> None:

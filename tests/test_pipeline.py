@@ -1,0 +1,285 @@
+"""The streaming pipeline with real processes, real ZeroMQ sockets, a real RTSP server, a real HTTP receiver."""
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from stream.cli import main
+from stream.clips import Appearance, astronaut_head, render_clip
+from stream.events import EventStore
+from stream.gallery import Gallery
+
+REPO = Path(__file__).resolve().parent.parent
+FACEWATCH = [sys.executable, "-m", "stream.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def astro_gallery(tmp_path_factory, analyzer) -> Path:
+    d = tmp_path_factory.mktemp("gal") / "g"
+    face = analyzer.analyze(astronaut_head())[0]
+    Gallery(d).enroll("astronaut", face.embedding[None])
+    return d
+
+
+def write_config(path: Path, data_dir: Path, gallery: Path, cameras: list, **extra) -> Path:
+    cfg = {"data_dir": str(data_dir), "engines": {"engine": "onnxruntime", "threads": 1},
+           "matching": {"gallery": str(gallery)}, "cameras": cameras,
+           "metrics": {"enabled": True, "port": free_port(), "log_interval_s": 2},
+           "alerts": {"cooldown_s": 0}, "supervisor": {"heartbeat_timeout_s": 10}}
+    for k, v in extra.items():
+        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+class Run:
+    """``facewatch -v run -c cfg`` as a real subprocess; stderr parsed for stage pids."""
+
+    def __init__(self, cfg: Path) -> None:
+        self.log = cfg.with_suffix(".log")
+        self.fh = open(self.log, "w")
+        self.proc = subprocess.Popen(FACEWATCH + ["-v", "run", "-c", str(cfg)], cwd=REPO, stdout=self.fh,
+                                     stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def pid(self, stage: str) -> int:
+        found = re.findall(rf"started stage {re.escape(stage)} pid (\d+)", self.text())
+        return int(found[-1])
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.fh.close()
+        return self.proc.returncode
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid and stat[0] != "Z":
+                out.append(int(p.name))
+    return out
+
+
+def wait_for(cond, timeout: float, what: str, step: float = 0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def events(store: Path, since: float = 0.0) -> list[dict]:
+    return EventStore(store).events(since=since) if store.exists() else []
+
+
+# ----------------------------------------------------------------------------- config
+def test_bad_config_is_one_clear_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"cameras": [{"name": "cam", "source": "rtsp://x/y", "fps": -3}]}))
+    res = CliRunner().invoke(main, ["-c", str(bad), "run"])
+    assert res.exit_code == 2
+    assert "cameras.0.fps" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    bad.write_text(yaml.safe_dump({"detect_batch": {"max_batch": 8, "max_wiat_ms": 3}}))
+    res = CliRunner().invoke(main, ["-c", str(bad), "run"])
+    assert res.exit_code == 2 and "max_wiat_ms" in res.stderr
+
+
+# ----------------------------------------------------------------------------- scan
+@pytest.fixture(scope="module")
+def scan_clip(tmp_path_factory, faces_root) -> Path:
+    from stream.images import load_image
+
+    other = load_image(faces_root / "wild_dev" / "ids" / "c5_madonna" / "1.jpg")
+    d = tmp_path_factory.mktemp("scan")
+    return render_clip(d / "clip.mp4", [Appearance(astronaut_head(), 1.0, 3.0), Appearance(other, 3.5, 5.5)], duration_s=6.0)
+
+
+def test_scan_events_at_video_times_and_corrupt_file_continues(tmp_path, scan_clip, astro_gallery):
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(scan_clip.read_bytes()[:2000])
+    out = tmp_path / "report.json"
+    ann = tmp_path / "annotated.mp4"
+    res = subprocess.run(FACEWATCH + ["scan", "--gallery", str(astro_gallery), str(corrupt), str(scan_clip),
+                                      "--json-out", str(out), "--annotate", str(ann)],
+                         cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rep = json.loads(out.read_text())
+    bad, good = rep["videos"]
+    assert bad["error"] and ("corrupt" in bad["error"] or "cannot open" in bad["error"])
+    assert good["error"] is None and good["frames"] == 150
+    watch = [e for e in good["events"] if e["kind"] == "watchlist"]
+    assert [e["identity"] for e in watch] == ["astronaut"]  # and none for the non-enrolled face
+    assert abs(watch[0]["video_time"] - 1.0) <= 0.5
+    a = good["appearances"]["astronaut"]
+    assert abs(a["first_seen"] - 1.0) <= 0.5 and abs(a["last_seen"] - 3.0) <= 0.5 and a["best_score"] > 0.95
+    assert set(good["appearances"]) == {"astronaut"}
+    cap = cv2.VideoCapture(str(tmp_path / "annotated-clip.mp4"))  # one annotated file per scanned video
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 150
+
+
+# ----------------------------------------------------------------------------- live + webhook + restart
+class Receiver(http.server.BaseHTTPRequestHandler):
+    received: list = []
+    fail_first = 1
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if Receiver.fail_first > 0:
+            Receiver.fail_first -= 1
+            self.send_response(500)
+            self.end_headers()
+            return
+        Receiver.received.append((json.loads(body), self.headers.get("X-Facewatch-Signature"), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture()
+def webhook_server():
+    Receiver.received, Receiver.fail_first = [], 1
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/hook"
+    srv.shutdown()
+
+
+@pytest.fixture(scope="module")
+def live_clip(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("live")
+    return render_clip(d / "live.mp4", [Appearance(astronaut_head(), 0.3, 2.3)], size=(1280, 720), duration_s=3.0)
+
+
+def test_live_alert_webhook_retry_hmac_and_stage_restart(tmp_path, live_clip, astro_gallery, webhook_server):
+    import hashlib
+    import hmac
+
+    cfg = write_config(tmp_path / "cfg.yaml", tmp_path, astro_gallery,
+                       [{"name": "door", "source": str(live_clip), "fps": 8, "replay": True}],
+                       alerts={"cooldown_s": 0, "sinks": {"console": True, "jsonl": "alerts.jsonl",
+                                                          "webhook": {"url": webhook_server, "secret_env": "FW_TEST_SECRET",
+                                                                      "retries": 4, "backoff_s": 0.2}}})
+    os.environ["FW_TEST_SECRET"] = "s3cret"
+    run = Run(cfg)
+    store = tmp_path / "events.sqlite"
+    try:
+        evs = wait_for(lambda: events(store), 90, "the first alert")
+        e = evs[0]
+        assert e["identity"] == "astronaut" and e["camera"] == "door" and e["score"] >= e["threshold"]
+        assert 0 < e["latency_ms"] < 5000
+        assert Path(e["chip_path"]).is_file() and Path(e["frame_path"]).is_file()
+        assert oct(Path(e["frame_path"]).stat().st_mode & 0o777) == "0o600"
+        got = wait_for(lambda: Receiver.received, 30, "webhook delivery after a failed attempt")
+        payload, sig, body = got[0]
+        assert payload["identity"] == "astronaut"
+        assert sig == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+        wait_for(lambda: events(store)[0]["webhook_state"] == "delivered", 20, "webhook state delivered")
+        assert events(store)[0]["webhook_attempts"] == 2
+        assert json.loads((tmp_path / "alerts.jsonl").read_text().splitlines()[0])["identity"] == "astronaut"
+        # metrics endpoint on 127.0.0.1
+        port = yaml.safe_load(cfg.read_text())["metrics"]["port"]
+        import requests
+
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'facewatch_frames_out_total{stage="capture:door"}' in text or 'facewatch_frames_out{stage="capture:door"}' in text
+        # SIGKILL the detect stage: the supervisor restarts it and alerts resume
+        detect_pid = run.pid("detect")
+        os.kill(detect_pid, signal.SIGKILL)
+        killed_at = time.time()
+        wait_for(lambda: run.pid("detect") != detect_pid, 30, "detect restarted")
+        wait_for(lambda: events(store, since=killed_at + 0.5), 90, "an alert after the restart")
+    finally:
+        parent = run.proc.pid
+        kids = children_of(parent)
+        code = run.stop()
+    assert code == 0, run.text()[-3000:]
+    assert kids and not [k for k in kids if Path(f"/proc/{k}").exists() and children_of(parent) is not None and
+                         (Path(f"/proc/{k}/stat").read_text().rsplit(')', 1)[1].split()[0] != "Z")]
+    assert not list(Path("/dev/shm").glob("facewatch*"))
+
+
+# ----------------------------------------------------------------------------- RTSP
+GST_OK = shutil.which("ffmpeg") and Path("/usr/bin/python3").exists() and subprocess.run(
+    ["/usr/bin/python3", "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"],
+    capture_output=True).returncode == 0
+
+
+class RtspServer:
+    def __init__(self, h264: Path, port: int) -> None:
+        self.h264, self.port, self.proc = h264, port, None
+
+    def start(self) -> str:
+        self.proc = subprocess.Popen(["/usr/bin/python3", str(REPO / "tools" / "rtsp_server.py"), "--file", str(self.h264),
+                                      "--port", str(self.port), "--path", "/cam"], stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.startswith("READY"), line
+        return line.split()[1]
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.mark.skipif(not GST_OK, reason="needs Debian's GStreamer RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0) and ffmpeg")
+def test_rtsp_camera_alerts_then_reconnects_after_server_restart(tmp_path, live_clip, astro_gallery):
+    h264 = tmp_path / "clip.h264"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(live_clip), "-c:v", "libx264", "-bf", "0", "-g", "25",
+                    "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "h264", str(h264)], check=True)
+    server = RtspServer(h264, free_port())
+    url = server.start()
+    cfg = write_config(tmp_path / "cfg.yaml", tmp_path, astro_gallery, [{"name": "rtsp-cam", "source": url, "fps": 8}])
+    run = Run(cfg)
+    store = tmp_path / "events.sqlite"
+    try:
+        wait_for(lambda: events(store), 90, "an alert from the RTSP camera")
+        server.kill()
+        wait_for(lambda: "OFFLINE" in run.text(), 30, "the camera going offline")
+        down_at = time.time()
+        time.sleep(1.0)
+        server.start()
+        wait_for(lambda: run.text().count("CAMERA rtsp-cam ONLINE") >= 2, 60, "the camera coming back online")
+        wait_for(lambda: events(store, since=down_at), 90, "an alert after the reconnect")
+        statuses = EventStore(store).statuses()
+        assert [s["online"] for s in statuses][:3] == [1, 0, 1]
+    finally:
+        server.kill()
+        assert run.stop() == 0
