@@ -72,8 +72,9 @@ class Gallery:
         if readonly:
             if not (self.dir / DB_FILE).is_file():
                 raise GalleryError(f"{self.dir}: no gallery here (missing {DB_FILE})")
-            uri = f"file:{self.dir / DB_FILE}?mode=ro"
-            self.db = sqlite3.connect(uri, uri=True, timeout=30)
+            # A plain connection, not mode=ro: after a writer was killed mid-transaction, the first reader
+            # must be able to roll back SQLite's hot journal. This object still never writes.
+            self.db = sqlite3.connect(self.dir / DB_FILE, timeout=30)
         else:
             self.dir.mkdir(parents=True, exist_ok=True)
             os.chmod(self.dir, 0o700)
