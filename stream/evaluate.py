@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from stream.images import ImageError, load_image
+from stream.tracker import iou_matrix
 from stream.metrics_eval import (
     RateAt, auc, fnir_at_fpir, kfold_accuracy, per_comparison_far_for_gallery, roc_curve, tar_at_far,
     threshold_at_false_rate,
@@ -282,22 +283,12 @@ def write_threshold(config_path: Path, result: dict) -> None:
     config_path.write_text(text)
 
 
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda r: (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
-
-
 def match_detections(truth: np.ndarray, boxes: np.ndarray, iou_min: float = 0.5) -> np.ndarray:
     """Greedy one-to-one matching (detections in score order); True per detection that hits a face."""
     hit = np.zeros(len(boxes), bool)
     if len(truth) == 0 or len(boxes) == 0:
         return hit
-    iou = _iou_matrix(boxes, truth)
+    iou = iou_matrix(boxes, truth)
     used = np.zeros(len(truth), bool)
     for d in range(len(boxes)):
         cand = np.where(~used, iou[d], -1)
