@@ -115,7 +115,7 @@ class DetectStage(Stage):
             return
         f = faces.subset(keep)
         t = m.video_time if m.video_time is not None else m.ts_capture
-        ids, _starts = self.tracker.update(m.camera, f.boxes, t)
+        ids, _ = self.tracker.update(m.camera, f.boxes, t)
         quality = f.scores * np.minimum(1.0, f.sizes / 100.0) * np.minimum(1.0, np.array(sharp) / 100.0)
         out = Faces(m.camera, m.seq, m.ts_capture, m.video_time, m.frame_index, gated=gated, boxes=f.boxes,
                     scores=f.scores, landmarks=f.landmarks, track_ids=ids, quality=quality.astype(np.float32),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -122,27 +123,36 @@ def evaluate_verify(analyzer, pairs_file: Path, root: Path, fars=(1e-2, 1e-3, 1e
     return report
 
 
-def plot_roc(gen: np.ndarray, imp: np.ndarray, report: VerifyReport, out: Path) -> None:
+@contextmanager
+def _plot(out: Path):
+    """A headless 5x4 matplotlib axis saved to ``out`` (PNG) on exit: the one setup every report plot shares."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    far, tar, _ = roc_curve(gen, imp)
     fig, ax = plt.subplots(figsize=(5, 4))
-    ax.plot(np.maximum(far, 1e-5), tar, lw=1.5)
-    for r in report.tar_at_far:
-        if r.rate is not None:
-            ax.plot([r.target], [r.rate], "o", label=f"TAR {r.rate:.3f} @ FAR {r.target:g} (thr {r.threshold:.4f})")
-    ax.set_xscale("log")
-    ax.set_xlabel("false accept rate")
-    ax.set_ylabel("true accept rate")
-    ax.set_title(f"ROC (AUC {report.auc:.4f}, {report.genuine}+{report.impostor} pairs)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    try:
+        yield ax
+        ax.grid(True, which="both", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out, dpi=120)
+    finally:
+        plt.close(fig)
+
+
+def plot_roc(gen: np.ndarray, imp: np.ndarray, report: VerifyReport, out: Path) -> None:
+    far, tar, _ = roc_curve(gen, imp)
+    with _plot(out) as ax:
+        ax.plot(np.maximum(far, 1e-5), tar, lw=1.5)
+        for r in report.tar_at_far:
+            if r.rate is not None:
+                ax.plot([r.target], [r.rate], "o", label=f"TAR {r.rate:.3f} @ FAR {r.target:g} (thr {r.threshold:.4f})")
+        ax.set_xscale("log")
+        ax.set_xlabel("false accept rate")
+        ax.set_ylabel("true accept rate")
+        ax.set_title(f"ROC (AUC {report.auc:.4f}, {report.genuine}+{report.impostor} pairs)")
+        ax.legend(fontsize=7, loc="lower right")
 
 
 @dataclass
@@ -221,19 +231,10 @@ def evaluate_identify(analyzer, root: Path, enroll: int = 3, fpirs=(1e-2, 1e-3),
     gal.close()
     tmp.cleanup()
     if plot is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 4))
-        ax.plot([r["N"] for r in report.fpir_vs_n], [r["fpir"] for r in report.fpir_vs_n], "o-")
-        ax.set_xlabel("gallery size N (identities)")
-        ax.set_ylabel(f"FPIR at threshold {threshold:.4f}")
-        ax.grid(True, alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(plot, dpi=120)
-        plt.close(fig)
+        with _plot(plot) as ax:
+            ax.plot([r["N"] for r in report.fpir_vs_n], [r["fpir"] for r in report.fpir_vs_n], "o-")
+            ax.set_xlabel("gallery size N (identities)")
+            ax.set_ylabel(f"FPIR at threshold {threshold:.4f}")
     return report
 
 
@@ -339,18 +340,9 @@ def evaluate_detect(detector, images_dir: Path, truth_file: Path, iou_min: float
                      "recall": recall.round(4).tolist()},
     }
     if plot is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 4))
-        ax.plot(recall, precision)
-        ax.set_xlabel("recall")
-        ax.set_ylabel("precision")
-        ax.set_title(f"detection PR ({n_faces} faces, IoU >= {iou_min})")
-        ax.grid(True, alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(plot, dpi=120)
-        plt.close(fig)
+        with _plot(plot) as ax:
+            ax.plot(recall, precision)
+            ax.set_xlabel("recall")
+            ax.set_ylabel("precision")
+            ax.set_title(f"detection PR ({n_faces} faces, IoU >= {iou_min})")
     return out
