@@ -80,9 +80,12 @@ def create_backend(
     engine: BackendName = "auto",
     *,
     threads: int = 0,
+    shared_cpu: bool = False,
     trt_options: dict | None = None,
 ) -> InferenceBackend:
-    """Build the backend for ``onnx_path``. ``threads`` applies to ONNX Runtime (0 = its default)."""
+    """Build the backend for ``onnx_path``. ``threads`` applies to ONNX Runtime (0 = its default);
+    ``shared_cpu`` says other busy processes share the cores (the pipeline stages), so ONNX Runtime's
+    threads must not spin while idle."""
     kind = resolve_backend(engine)
     if kind == "tensorrt":
         from engines.tensorrt import TensorRTBackend
@@ -90,4 +93,4 @@ def create_backend(
         return TensorRTBackend(onnx_path, **(trt_options or {}))
     from engines.onnxruntime import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(onnx_path, threads=threads)
+    return OnnxRuntimeBackend(onnx_path, threads=threads, spin=not shared_cpu)

@@ -83,6 +83,7 @@ class Detector:
         nms_threshold: float = 0.4,
         max_side: int = 1920,
         fixed_input: tuple[int, int] | None = None,
+        run_batch: int | None = None,
     ) -> None:
         self.backend = backend
         self.input_name = next(iter(backend.input_shapes))
@@ -91,6 +92,10 @@ class Detector:
         self.max_side = max_side
         # A fixed (H, W) letterbox input, for engines built for one shape (TensorRT).
         self.fixed_input = fixed_input
+        # Images per network call. On the CPU a batch is slower per image than single images (720p, 2 threads:
+        # 59.7 ms/frame at batch 4 vs 40.6 ms alone, cache-bound), so ONNX Runtime gets one image per call;
+        # a GPU engine gets the whole batch.
+        self.run_batch = run_batch if run_batch is not None else (1 if backend.name == "onnxruntime" else 1 << 30)
 
     def _geometry(self, h: int, w: int) -> tuple[float, int, int]:
         """Scale to apply and the padded network input size for an h x w image."""
@@ -105,29 +110,31 @@ class Detector:
         """Same-size images -> one NCHW float32 blob (resized, zero-padded bottom/right, mean-subtracted)."""
         h, w = images[0].shape[:2]
         scale, ph, pw = self._geometry(h, w)
-        blob = np.zeros((len(images), ph, pw, 3), dtype=np.float32)
         sh, sw = min(ph, round(h * scale)), min(pw, round(w * scale))
-        for i, img in enumerate(images):
+        padded = []
+        for img in images:
             img = to_bgr(img)
             if img.shape[:2] != (h, w):
                 raise ValueError("a detection batch must hold images of one size")
             if (sh, sw) != (h, w):
                 img = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-            blob[i, :sh, :sw] = img
-            blob[i, :sh, :sw] -= MEAN_BGR
-        # The padding stays 0, i.e. the mean colour, which the network reads as background.
-        return np.ascontiguousarray(blob.transpose(0, 3, 1, 2)), scale
+            # Padded with the mean colour, i.e. 0 after mean subtraction, which the network reads as background.
+            padded.append(cv2.copyMakeBorder(img, 0, ph - sh, 0, pw - sw, cv2.BORDER_CONSTANT, value=MEAN_BGR.tolist()))
+        # OpenCV's blob maker does the float conversion, mean subtraction and NCHW layout in one C++ pass.
+        return cv2.dnn.blobFromImages(padded, 1.0, (pw, ph), MEAN_BGR.tolist(), swapRB=False, crop=False), scale
 
     def detect(self, image: np.ndarray) -> Faces:
         return self.detect_batch([image])[0]
 
     def detect_batch(self, images: list[np.ndarray]) -> list[Faces]:
         """Detect faces in a batch of same-size images."""
-        if not images:
-            return []
-        blob, scale = self.preprocess(images)
-        loc, conf, lms = self.backend.run({self.input_name: blob})
-        return self.postprocess(loc, conf, lms, blob.shape[2], blob.shape[3], scale, images[0].shape[:2])
+        out: list[Faces] = []
+        for i in range(0, len(images), self.run_batch):
+            chunk = images[i : i + self.run_batch]
+            blob, scale = self.preprocess(chunk)
+            loc, conf, lms = self.backend.run({self.input_name: blob})
+            out += self.postprocess(loc, conf, lms, blob.shape[2], blob.shape[3], scale, chunk[0].shape[:2])
+        return out
 
     def postprocess(
         self,

@@ -82,6 +82,11 @@ class BatchConfig(_Strict):
     max_wait_ms: float = Field(10.0, ge=0, le=10_000)
 
 
+class DetectBatchConfig(BatchConfig):
+    live_budget_ms: float = Field(50.0, gt=0, le=10_000,
+                                  description="live: a batch is cut to what the detector processes in this time")
+
+
 class WebhookConfig(_Strict):
     url: str = Field(..., pattern=r"^https?://")
     secret_env: str | None = Field(None, description="name of the env var holding the HMAC-SHA256 key")
@@ -142,7 +147,7 @@ class Config(_Strict):
     quality: QualityConfig = QualityConfig()
     matching: MatchingConfig
     cameras: list[CameraConfig] = []
-    detect_batch: BatchConfig = BatchConfig()
+    detect_batch: DetectBatchConfig = DetectBatchConfig()
     embed_batch: BatchConfig = BatchConfig(max_batch=32, max_wait_ms=10.0)
     alerts: AlertConfig = AlertConfig()
     metrics: MetricsConfig = MetricsConfig()

@@ -1,7 +1,10 @@
 """Detect stage: batches frames across cameras, finds faces, tracks them, gates on quality, aligns chips.
 
 Batching: up to ``max_batch`` frames or ``max_wait_ms``, whichever comes first. Live: only the newest
-frame of each camera in a batch is processed, older ones are dropped as stale and counted.
+frame of each camera in a batch is processed, older ones are dropped as stale and counted; waiting stops
+as soon as every camera has a frame in the batch; and a batch is cut to what fits in ``live_budget_ms``
+(by the measured cost per frame), cameras taking turns, so an overloaded detector drops frames (counted
+as ``dropped_overload``) instead of letting each batch, and so the latency, grow with the camera count.
 """
 from __future__ import annotations
 
@@ -36,13 +39,17 @@ class DetectStage(Stage):
         self.cfg = Config.model_validate(spec.config)
         store = ModelStore(self.cfg.home)
         self.detector = Detector(
-            create_backend(store.path(DETECTOR_FILE), self.cfg.engines.engine, threads=self.cfg.engines.threads),
+            create_backend(store.path(DETECTOR_FILE), self.cfg.engines.engine, threads=self.cfg.engines.threads,
+                           shared_cpu=True),
             score_threshold=min(self.cfg.detector.score_threshold, self.cfg.quality.min_det_score),
             nms_threshold=self.cfg.detector.nms_threshold,
             max_side=self.cfg.detector.max_side,
         )
         self.min_face = {c.name: (c.min_face if c.min_face is not None else self.cfg.quality.min_face) for c in self.cfg.cameras}
         self.tracker = IouTracker()
+        self.cameras = max(1, len([c for c in self.cfg.cameras if c.enabled]))
+        self.cost_ms: float | None = None  # moving average of processing time per frame
+        self.served: dict[str, float] = {}  # camera -> when it last got a frame processed (turn taking)
         self.inp = self.pull(spec.endpoints["frames"])
         self.out = self.push(spec.endpoints["faces"])
 
@@ -52,25 +59,44 @@ class DetectStage(Stage):
         if first is None:
             return []
         batch = [first]
+        want = min(bc.max_batch, self.cameras, self.live_limit()) if self.live else bc.max_batch
         deadline = time.monotonic() + bc.max_wait_ms / 1000
-        while len(batch) < bc.max_batch and not any(m.eos for m in batch):
+        while not any(m.eos for m in batch):
+            if (len({m.camera for m in batch}) if self.live else len(batch)) >= want:
+                break
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             m = self.recv(self.inp, int(left * 1000) + 1, (Frame,))
             if m is not None:
                 batch.append(m)
-        if self.live:  # newest frame per camera wins; anything older is stale
-            pending = self.recv_all(self.inp, (Frame,))
-            self.metrics.queue_depth = len(pending)
-            latest: dict[str, Frame] = {}
-            for m in batch + pending:
-                if m.camera in latest:
-                    self.metrics.inc("dropped_stale")
-                if m.camera not in latest or m.seq >= latest[m.camera].seq:
-                    latest[m.camera] = m
-            batch = list(latest.values())
+        if self.live:
+            batch = self.freshest(batch)
         return batch
+
+    def live_limit(self) -> int:
+        """Frames one live batch may hold so that it is processed within the latency budget."""
+        if self.cost_ms is None:
+            return 1
+        return max(1, int(self.cfg.detect_batch.live_budget_ms // max(self.cost_ms, 1e-3)))
+
+    def freshest(self, batch: list[Frame]) -> list[Frame]:
+        """Newest frame per camera (older ones are stale), cut to the budget with cameras taking turns."""
+        pending = self.recv_all(self.inp, (Frame,))
+        self.metrics.queue_depth = len(pending)
+        latest: dict[str, Frame] = {}
+        for m in batch + pending:
+            if m.camera in latest:
+                self.metrics.inc("dropped_stale")
+            if m.camera not in latest or m.seq >= latest[m.camera].seq:
+                latest[m.camera] = m
+        order = sorted(latest.values(), key=lambda m: self.served.get(m.camera, 0.0))
+        keep = min(self.cfg.detect_batch.max_batch, self.live_limit())
+        self.metrics.inc("dropped_overload", max(0, len(order) - keep))
+        now = time.monotonic()
+        for m in order[:keep]:
+            self.served[m.camera] = now
+        return order[:keep]
 
     def loop_once(self) -> None:
         batch = self.gather()
@@ -87,8 +113,11 @@ class DetectStage(Stage):
             for m, faces in zip(group, self.detector.detect_batch([m.image for m in group])):
                 results[id(m)] = faces
         if frames:
+            ms = (time.perf_counter() - t0) * 1000
             self.metrics.batches.append(len(frames))
-            self.metrics.times_ms.append((time.perf_counter() - t0) * 1000)
+            self.metrics.times_ms.append(ms)
+            per = ms / len(frames)
+            self.cost_ms = per if self.cost_ms is None else 0.8 * self.cost_ms + 0.2 * per
         for m in batch:
             if m.eos:
                 self.send(self.out, Faces(m.camera, m.seq, m.ts_capture, m.video_time, m.frame_index, eos=True), force=True)

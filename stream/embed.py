@@ -18,6 +18,7 @@ from stream.messages import Embeddings, Faces
 from stream.stage import Stage, StageSpec
 
 LIVE_MAX_AGE_S = 1.0  # live faces older than this are stale: dropped and counted
+LIVE_IDLE_GAP_MS = 2  # live: stop waiting for more chips once the input has been quiet this long
 TRACK_FORGET_S = 60.0
 
 
@@ -29,7 +30,8 @@ class EmbedStage(Stage):
         self.cfg = Config.model_validate(spec.config)
         store = ModelStore(self.cfg.home)
         self.embedder = Embedder(
-            create_backend(store.path(EMBEDDER_FILE), self.cfg.engines.engine, threads=self.cfg.engines.threads),
+            create_backend(store.path(EMBEDDER_FILE), self.cfg.engines.engine, threads=self.cfg.engines.threads,
+                           shared_cpu=True),
             max_batch=self.cfg.embed_batch.max_batch,
         )
         self.tracks: dict[int, list[float]] = {}  # track id -> [count, best quality, last seen]
@@ -47,10 +49,14 @@ class EmbedStage(Stage):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            m = self.recv(self.inp, int(left * 1000) + 1, (Faces,))
-            if m is not None:
-                batch.append(m)
-                chips += 0 if m.chips is None else len(m.chips)
+            wait_ms = int(left * 1000) + 1
+            m = self.recv(self.inp, min(wait_ms, LIVE_IDLE_GAP_MS) if self.live else wait_ms, (Faces,))
+            if m is None:
+                if self.live:  # detect sends a batch's faces back to back: a quiet input means it is all here
+                    break
+                continue
+            batch.append(m)
+            chips += 0 if m.chips is None else len(m.chips)
         if self.live:
             now = time.time()
             fresh = [m for m in batch if m.eos or now - m.ts_capture <= LIVE_MAX_AGE_S]

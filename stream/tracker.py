@@ -1,7 +1,9 @@
 """IoU tracker: gives each face a track id that persists across consecutive frames of one camera.
 
-Greedy matching on IoU is enough at surveillance frame rates (faces move little between processed
-frames) and costs microseconds; a track ends after ``max_age_s`` without a match.
+Greedy matching on IoU, with each track's box moved along its own velocity to the new frame's time, costs
+microseconds and is enough for faces; a track ends after ``max_age_s`` without a match. The velocity
+matters when frames are far apart: under overload the detector serves each camera less often, and a
+walking face then moves more than its width between processed frames.
 """
 from __future__ import annotations
 
@@ -30,6 +32,19 @@ class _Track:
     box: np.ndarray
     last_seen: float
     start: float
+    velocity: np.ndarray | None = None  # px/s of the box centre (x, y), once seen twice
+
+    def predicted(self, t: float) -> np.ndarray:
+        if self.velocity is None:
+            return np.asarray(self.box, np.float64)
+        return np.asarray(self.box, np.float64) + np.tile(self.velocity * (t - self.last_seen), 2)
+
+    def moved_to(self, box: np.ndarray, t: float) -> None:
+        dt = t - self.last_seen
+        if dt > 1e-3:
+            v = ((box[:2] + box[2:]) - (self.box[:2] + self.box[2:])) / 2 / dt
+            self.velocity = v if self.velocity is None else 0.5 * self.velocity + 0.5 * v
+        self.box, self.last_seen = box, t
 
 
 def expand(boxes: np.ndarray, factor: float) -> np.ndarray:
@@ -57,7 +72,7 @@ class IouTracker:
         live = [tr for tr in self.tracks.get(camera, []) if t - tr.last_seen <= self.max_age_s]
         ids = np.zeros(len(boxes), np.int64)
         starts = np.zeros(len(boxes), np.float64)
-        old = np.array([tr.box for tr in live], dtype=np.float64).reshape(-1, 4)
+        old = np.array([tr.predicted(t) for tr in live], dtype=np.float64).reshape(-1, 4)
         iou = iou_matrix(expand(np.asarray(boxes, np.float64).reshape(-1, 4), self.expand_factor), expand(old, self.expand_factor))
         taken: set[int] = set()
         for flat in np.argsort(-iou, axis=None):
@@ -67,11 +82,11 @@ class IouTracker:
             if ids[i] or j in taken:
                 continue
             ids[i], starts[i] = live[j].tid, live[j].start
-            live[j].box, live[j].last_seen = boxes[i], t
+            live[j].moved_to(np.asarray(boxes[i], np.float64), t)
             taken.add(int(j))
         for i in np.flatnonzero(ids == 0):
             self._next += 1
-            live.append(_Track(self._next, boxes[i], t, t))
+            live.append(_Track(self._next, np.asarray(boxes[i], np.float64), t, t))
             ids[i], starts[i] = self._next, t
         self.tracks[camera] = live
         return ids, starts

@@ -23,6 +23,23 @@ def test_tracker_keeps_ids_for_moving_faces_and_splits_far_ones():
     assert other[0] != ids3[0]
 
 
+def test_tracker_follows_a_fast_face_seen_rarely_by_its_velocity():
+    """Under overload a camera is served ~2 fps: a walking face moves 2 widths between frames."""
+    tr = IouTracker()
+    box = np.array([[40, 250, 140, 380]], np.float32)
+    step = np.array([200, 0, 200, 0], np.float32)  # 2x its width per processed frame
+    first, _ = tr.update("cam", box, 0.0)
+    second, _ = tr.update("cam", box + step * 0.5, 0.25)  # seen again soon (expanded boxes still overlap)
+    assert second[0] == first[0]
+    for k in range(2, 6):  # then only every 0.5 s: 2 widths apart, found only by the predicted position
+        ids, _ = tr.update("cam", box + step * k, 0.5 * k - 0.25)
+        assert ids[0] == first[0], k
+    plain = IouTracker()  # the same distances without a velocity history start new tracks
+    a, _ = plain.update("cam", box, 0.0)
+    b, _ = plain.update("cam", box + step, 0.5)
+    assert a[0] != b[0]
+
+
 def test_messages_round_trip_and_reject_malformed():
     img = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
     f = decode(Frame("c", 1, 12.5, image=img).encode())
