@@ -95,11 +95,13 @@ class VerifyReport:
         return asdict(self)
 
 
-def pair_scores(cache: EmbeddingCache, pairs: list[Pair], progress: bool = True) -> np.ndarray:
+def pair_scores(cache: EmbeddingCache, pairs: list[Pair], progress: bool = True, score=None) -> np.ndarray:
+    """Similarity of each pair: cosine of the L2-normalised embeddings unless ``score(a, b)`` is given
+    (tools/compare_peers.py scores face_recognition by its own negated Euclidean distance)."""
     scores = np.empty(len(pairs))
     for k, p in enumerate(tqdm(pairs, desc="pairs", unit="pair", disable=not progress)):
         a, b = cache.get(cache.path(*p.a)), cache.get(cache.path(*p.b))
-        scores[k] = FAIL_SCORE if a is None or b is None else float(a @ b)
+        scores[k] = FAIL_SCORE if a is None or b is None else (float(a @ b) if score is None else score(a, b))
     return scores
 
 

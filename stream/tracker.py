@@ -58,7 +58,9 @@ class IouTracker:
     """Per-camera tracks. Ids start from the wall clock in ms so a restarted stage never reuses one.
 
     Matching uses the IoU of boxes expanded 2x: at 5-8 processed fps a walking person's face can move
-    more than its own width between frames, where plain IoU would start a new track every frame.
+    more than its own width between frames, where plain IoU would start a new track every frame. A track
+    seen once has no velocity yet, so its expansion grows with the time since (up to 4x): under overload
+    a camera may be served only every 0.4 s, and the second sighting must still join the first.
     """
 
     def __init__(self, iou_min: float = 0.25, max_age_s: float = 2.0, expand_factor: float = 2.0) -> None:
@@ -72,8 +74,11 @@ class IouTracker:
         live = [tr for tr in self.tracks.get(camera, []) if t - tr.last_seen <= self.max_age_s]
         ids = np.zeros(len(boxes), np.int64)
         starts = np.zeros(len(boxes), np.float64)
-        old = np.array([tr.predicted(t) for tr in live], dtype=np.float64).reshape(-1, 4)
-        iou = iou_matrix(expand(np.asarray(boxes, np.float64).reshape(-1, 4), self.expand_factor), expand(old, self.expand_factor))
+        new = np.asarray(boxes, np.float64).reshape(-1, 4)
+        iou = np.zeros((len(new), len(live)))
+        for j, tr in enumerate(live):  # a track without a velocity yet gets a search area that grows with the gap
+            f = self.expand_factor if tr.velocity is not None else min(4.0, self.expand_factor + 4.0 * (t - tr.last_seen))
+            iou[:, j] = iou_matrix(expand(new, f), expand(tr.predicted(t)[None], f))[:, 0]
         taken: set[int] = set()
         for flat in np.argsort(-iou, axis=None):
             i, j = np.unravel_index(flat, iou.shape)

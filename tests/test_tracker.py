@@ -34,10 +34,12 @@ def test_tracker_follows_a_fast_face_seen_rarely_by_its_velocity():
     for k in range(2, 6):  # then only every 0.5 s: 2 widths apart, found only by the predicted position
         ids, _ = tr.update("cam", box + step * k, 0.5 * k - 0.25)
         assert ids[0] == first[0], k
-    plain = IouTracker()  # the same distances without a velocity history start new tracks
-    a, _ = plain.update("cam", box, 0.0)
-    b, _ = plain.update("cam", box + step, 0.5)
-    assert a[0] != b[0]
+    slow = IouTracker()  # served every 0.4 s from the start: the second sighting is 1.6 widths away
+    a, _ = slow.update("cam", box, 0.0)
+    b, _ = slow.update("cam", box + step * 0.8, 0.4)
+    assert a[0] == b[0]
+    c, _ = slow.update("cam", box + [900, 0, 900, 0], 0.8)  # far off the predicted path: someone else
+    assert c[0] != a[0]
 
 
 def test_messages_round_trip_and_reject_malformed():
