@@ -7,10 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engines.backend import BackendName, create_backend
+from engines.backend import BackendName
 from engines.detector import Detector, Faces, to_bgr
 from engines.embedder import Embedder
-from engines.models import DETECTOR_FILE, EMBEDDER_FILE, ModelStore
+from engines.factory import EngineChoice, load_detector, load_embedder
+from engines.models import ModelStore
 
 
 @dataclass
@@ -37,15 +38,12 @@ class FaceAnalyzer:
         det_threshold: float = 0.8,
         max_side: int = 1920,
         home: Path | None = None,
+        engine_options: dict | None = None,
     ) -> "FaceAnalyzer":
         store = ModelStore(home)
-        det = Detector(
-            create_backend(store.path(DETECTOR_FILE), engine, threads=threads),
-            score_threshold=det_threshold,
-            max_side=max_side,
-        )
-        emb = Embedder(create_backend(store.path(EMBEDDER_FILE), engine, threads=threads))
-        return cls(det, emb)
+        choice = EngineChoice(engine=engine, threads=threads, **(engine_options or {}))
+        det = load_detector(store, choice, score_threshold=det_threshold, max_side=max_side)
+        return cls(det, load_embedder(store, choice, max_batch=32))
 
     def embed_faces(self, image: np.ndarray, faces: Faces) -> np.ndarray:
         if len(faces) == 0:

@@ -12,7 +12,6 @@ the graph, and every ``affine_`` layer is folded into the convolution before it.
 """
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 

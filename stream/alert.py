@@ -13,7 +13,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import zmq
 
 from engines.models import atomic_write_bytes
 from stream.config import Config

@@ -127,6 +127,7 @@ def get_analyzer(ctx: click.Context):
             det_threshold=cfg.detector.score_threshold,
             max_side=cfg.detector.max_side,
             home=cfg.home,
+            engine_options={"precision": cfg.engines.precision, "detector_input": tuple(cfg.engines.detector_input)},
         )
     return obj["analyzer"]
 
@@ -282,6 +283,34 @@ def models_prepare(ctx: click.Context) -> None:
     files = ModelStore(cfg.home).prepare()
     emit(ctx, {"models": [{"name": f.name, "path": f.path, "bytes": f.size, "sha256": f.sha256, "source": f.source} for f in files]},
          "\n".join(f"{f.name}\t{f.size} bytes\tsha256 {f.sha256}\t{f.path}\n  from {f.source}" for f in files))
+
+
+@models.command("build-engines")
+@click.option("--force", is_flag=True, help="rebuild even when a cached engine fits")
+@json_option
+@click.pass_context
+def models_build_engines(ctx: click.Context, force: bool) -> None:
+    """Build and cache TensorRT engines for both models, with the profiles the pipeline stages use."""
+    from engines.backend import resolve_backend
+    from engines.models import ModelStore
+    from stream.loaders import pipeline_detector, pipeline_embedder
+
+    cfg = get_config(ctx)
+    resolve_backend("tensorrt")  # no TensorRT or no GPU: one clear line, exit 2
+    ModelStore(cfg.home).prepare()
+    rows = []
+    for kind, load in (("detector", pipeline_detector), ("embedder", pipeline_embedder)):
+        model = load(cfg, engine="tensorrt", rebuild=force, shared_cpu=False)
+        b = model.backend
+        rows.append({"model": kind, "engine": str(b.engine_path), "bytes": b.engine_bytes, "precision": b.precision,
+                     "build_seconds": b.build_seconds, "from_cache": b.build_seconds is None,
+                     "profile_min_opt_max": [list(s) for s in b.profile.shapes()]})
+    def line(r: dict) -> str:
+        how = "from cache" if r["from_cache"] else f"built in {r['build_seconds']:.1f} s"
+        b = [s[0] for s in r["profile_min_opt_max"]]
+        return f"{r['model']}: {r['engine']} ({r['bytes'] / 1e6:.1f} MB, {r['precision']}, {how}; batch min/opt/max {b[0]}/{b[1]}/{b[2]})"
+
+    emit(ctx, {"engines": rows}, "\n".join(line(r) for r in rows))
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -555,7 +584,6 @@ def demo(ctx: click.Context, timeout_s: float, keep: str | None) -> None:
     """A real end-to-end run on a fresh machine: clip of a known face -> live pipeline -> one alert."""
     import shutil
     import tempfile
-    import time
 
     from engines.models import ModelStore
     from stream.clips import Appearance, astronaut_head, render_clip

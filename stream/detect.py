@@ -14,11 +14,9 @@ import time
 import cv2
 import numpy as np
 
-from engines.backend import create_backend
-from engines.detector import Detector
 from engines.embedder import Embedder
-from engines.models import DETECTOR_FILE, ModelStore
 from stream.config import Config
+from stream.loaders import pipeline_detector
 from stream.messages import Faces, Frame
 from stream.stage import Stage, StageSpec
 from stream.tracker import IouTracker
@@ -37,14 +35,7 @@ class DetectStage(Stage):
     def __init__(self, spec: StageSpec) -> None:
         super().__init__(spec)
         self.cfg = Config.model_validate(spec.config)
-        store = ModelStore(self.cfg.home)
-        self.detector = Detector(
-            create_backend(store.path(DETECTOR_FILE), self.cfg.engines.engine, threads=self.cfg.engines.threads,
-                           shared_cpu=True),
-            score_threshold=min(self.cfg.detector.score_threshold, self.cfg.quality.min_det_score),
-            nms_threshold=self.cfg.detector.nms_threshold,
-            max_side=self.cfg.detector.max_side,
-        )
+        self.detector = pipeline_detector(self.cfg)
         self.min_face = {c.name: (c.min_face if c.min_face is not None else self.cfg.quality.min_face) for c in self.cfg.cameras}
         self.tracker = IouTracker()
         self.cameras = max(1, len([c for c in self.cfg.cameras if c.enabled]))

@@ -10,10 +10,9 @@ import time
 
 import numpy as np
 
-from engines.backend import create_backend
-from engines.embedder import EMBEDDING_DIM, Embedder
-from engines.models import EMBEDDER_FILE, ModelStore
+from engines.embedder import EMBEDDING_DIM
 from stream.config import Config
+from stream.loaders import pipeline_embedder
 from stream.messages import Embeddings, Faces
 from stream.stage import Stage, StageSpec
 
@@ -28,12 +27,7 @@ class EmbedStage(Stage):
     def __init__(self, spec: StageSpec) -> None:
         super().__init__(spec)
         self.cfg = Config.model_validate(spec.config)
-        store = ModelStore(self.cfg.home)
-        self.embedder = Embedder(
-            create_backend(store.path(EMBEDDER_FILE), self.cfg.engines.engine, threads=self.cfg.engines.threads,
-                           shared_cpu=True),
-            max_batch=self.cfg.embed_batch.max_batch,
-        )
+        self.embedder = pipeline_embedder(self.cfg)
         self.tracks: dict[int, list[float]] = {}  # track id -> [count, best quality, last seen]
         self.inp = self.pull(spec.endpoints["faces"])
         self.out = self.push(spec.endpoints["embeddings"])

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
