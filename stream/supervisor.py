@@ -140,7 +140,7 @@ class Supervisor:
         parts = []
         for c in self.children:
             m = c.metrics
-            keys = ("frames_out", "faces_out", "faces_embedded", "alerts", "dropped", "dropped_stale", "gated", "proc_ms_p50", "latency_ms_p99")
+            keys = ("frames_out", "faces_out", "faces_embedded", "alerts", "dropped", "dropped_stale", "dropped_overload", "gated", "proc_ms_p50", "latency_ms_p99")
             vals = " ".join(f"{k}={m[k]:.0f}" if isinstance(m.get(k), float) else f"{k}={m[k]}" for k in keys if k in m)
             parts.append(f"[{c.name} {vals} restarts={c.restarts}]")
         return " ".join(parts)

@@ -191,11 +191,13 @@ def test_live_alert_webhook_retry_hmac_and_stage_restart(tmp_path, live_clip, as
     import hashlib
     import hmac
 
+    frames_ep = f"tcp://127.0.0.1:{free_port()}"  # tcp so this test can also reach the detect stage's input
     cfg = write_config(tmp_path / "cfg.yaml", tmp_path, astro_gallery,
                        [{"name": "door", "source": str(live_clip), "fps": 8, "replay": True}],
                        alerts={"cooldown_s": 0, "sinks": {"console": True, "jsonl": "alerts.jsonl",
                                                           "webhook": {"url": webhook_server, "secret_env": "FW_TEST_SECRET",
-                                                                      "retries": 4, "backoff_s": 0.2}}})
+                                                                      "retries": 4, "backoff_s": 0.2}}},
+                       sockets={"frames": frames_ep})
     os.environ["FW_TEST_SECRET"] = "s3cret"
     run = Run(cfg)
     store = tmp_path / "events.sqlite"
@@ -219,6 +221,22 @@ def test_live_alert_webhook_retry_hmac_and_stage_restart(tmp_path, live_clip, as
 
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         assert 'facewatch_frames_out_total{stage="capture:door"}' in text or 'facewatch_frames_out{stage="capture:door"}' in text
+        # malformed messages on a live socket are logged, counted and skipped; the stage keeps running
+        import zmq
+
+        ctx = zmq.Context()
+        bad = ctx.socket(zmq.PUSH)
+        bad.connect(frames_ep)
+        for parts in ([b"not json"], [b'{"t": "frame", "arrays": [["image", "uint8", [720, 1280, 3]]]}', b"short"],
+                      [b'{"t": "evil"}']):
+            bad.send_multipart(parts)
+        detect_before = run.pid("detect")
+        wait_for(lambda: re.search(r'facewatch_malformed(_total)?\{stage="detect"\} 3\.0',
+                                   requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text), 20,
+                 "3 malformed messages counted by detect")
+        bad.close(0)
+        ctx.term()
+        assert run.pid("detect") == detect_before and "skipped a malformed message" in run.text()
         # SIGKILL the detect stage: the supervisor restarts it and alerts resume
         detect_pid = run.pid("detect")
         os.kill(detect_pid, signal.SIGKILL)
