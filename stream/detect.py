@@ -46,22 +46,12 @@ class DetectStage(Stage):
 
     def gather(self) -> list[Frame]:
         bc = self.cfg.detect_batch
-        first = self.recv(self.inp, 200, (Frame,))
-        if first is None:
-            return []
-        batch = [first]
-        want = min(bc.max_batch, self.cameras, self.live_limit()) if self.live else bc.max_batch
-        deadline = time.monotonic() + bc.max_wait_ms / 1000
-        while not any(m.eos for m in batch):
-            if (len({m.camera for m in batch}) if self.live else len(batch)) >= want:
-                break
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            m = self.recv(self.inp, int(left * 1000) + 1, (Frame,))
-            if m is not None:
-                batch.append(m)
-        if self.live:
+        if self.live:  # no point waiting once every camera (or as many as the budget allows) has a frame here
+            want = min(bc.max_batch, self.cameras, self.live_limit())
+            batch = self.gather_batch(self.inp, (Frame,), bc.max_wait_ms, lambda b: len({m.camera for m in b}) >= want)
+        else:
+            batch = self.gather_batch(self.inp, (Frame,), bc.max_wait_ms, lambda b: len(b) >= bc.max_batch)
+        if self.live and batch:
             batch = self.freshest(batch)
         return batch
 

@@ -34,23 +34,10 @@ class EmbedStage(Stage):
 
     def gather(self) -> list[Faces]:
         bc = self.cfg.embed_batch
-        first = self.recv(self.inp, 200, (Faces,))
-        if first is None:
-            return []
-        batch, chips = [first], 0 if first.chips is None else len(first.chips)
-        deadline = time.monotonic() + bc.max_wait_ms / 1000
-        while chips < bc.max_batch and not batch[-1].eos:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            wait_ms = int(left * 1000) + 1
-            m = self.recv(self.inp, min(wait_ms, LIVE_IDLE_GAP_MS) if self.live else wait_ms, (Faces,))
-            if m is None:
-                if self.live:  # detect sends a batch's faces back to back: a quiet input means it is all here
-                    break
-                continue
-            batch.append(m)
-            chips += 0 if m.chips is None else len(m.chips)
+        # Live: detect sends a batch's faces back to back, so a quiet input means the batch is all here.
+        batch = self.gather_batch(self.inp, (Faces,), bc.max_wait_ms,
+                                  lambda b: sum(0 if m.chips is None else len(m.chips) for m in b) >= bc.max_batch,
+                                  idle_gap_ms=LIVE_IDLE_GAP_MS if self.live else None)
         if self.live:
             now = time.time()
             fresh = [m for m in batch if m.eos or now - m.ts_capture <= LIVE_MAX_AGE_S]

@@ -133,6 +133,25 @@ class Stage:
             log.warning("skipped a malformed message: %s", exc)
             return None
 
+    def gather_batch(self, sock: zmq.Socket, expect: tuple, max_wait_ms: float, full, idle_gap_ms: int | None = None) -> list:
+        """One batch: the first message (waiting up to 200 ms), then more until ``full(batch)``, an
+        end-of-stream, ``max_wait_ms`` since the first, or (with ``idle_gap_ms``) a quiet input."""
+        first = self.recv(sock, 200, expect)
+        if first is None:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + max_wait_ms / 1000
+        while not batch[-1].eos and not full(batch):
+            left_ms = int((deadline - time.monotonic()) * 1000) + 1
+            if left_ms <= 1:
+                break
+            m = self.recv(sock, min(left_ms, idle_gap_ms) if idle_gap_ms else left_ms, expect)
+            if m is not None:
+                batch.append(m)
+            elif idle_gap_ms:
+                break
+        return batch
+
     def recv_all(self, sock: zmq.Socket, expect: tuple, limit: int = 10_000) -> list[Message]:
         out = []
         while len(out) < limit and sock.poll(0):

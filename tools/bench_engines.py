@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench_models import timeit  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 from engines.backend import create_backend, tensorrt_available  # noqa: E402
 from engines.detector import Detector  # noqa: E402
@@ -25,16 +26,9 @@ BATCHES = (1, 8, 32, 128)
 DET_INPUT = (640, 640)
 
 
-def best_ms(fn, repeat: int, warmup: int = 3) -> float:
+def best_ms(fn, repeat: int) -> float:
     """Median wall time of ``fn`` in ms after warm-up (the first calls allocate)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return float(np.median(times))
+    return float(np.median(timeit(fn, repeat)))
 
 
 def measure(engine: str, precision: str, threads: int, repeat: int, store: ModelStore) -> dict:
