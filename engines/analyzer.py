@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from engines.backend import BackendName
-from engines.detector import Detector, Faces, to_bgr
-from engines.embedder import Embedder
-from engines.factory import EngineChoice, load_detector, load_embedder
-from engines.models import ModelStore
+from engines.detections import Detections
+from engines.detector import Detector
+from engines.embedder import EMBEDDING_DIM, Embedder
+from engines.image import to_bgr
 
 
 @dataclass
@@ -22,32 +20,21 @@ class AnalyzedFace:
     embedding: np.ndarray  # [128], L2-normalised
 
 
+def largest_face(faces: list[AnalyzedFace]) -> AnalyzedFace:
+    """The face with the largest box: the subject of a portrait, an enrollment photo or a pair image."""
+    return max(faces, key=lambda f: float(np.prod(f.box[2:] - f.box[:2])))
+
+
 class FaceAnalyzer:
-    """Owns one ``Detector`` and one ``Embedder``; loads models from the verified cache."""
+    """Owns one ``Detector`` and one ``Embedder`` (built from the config by ``stream.loaders.photo_analyzer``)."""
 
     def __init__(self, detector: Detector, embedder: Embedder) -> None:
         self.detector = detector
         self.embedder = embedder
 
-    @classmethod
-    def create(
-        cls,
-        *,
-        engine: BackendName = "auto",
-        threads: int = 0,
-        det_threshold: float = 0.8,
-        max_side: int = 1920,
-        home: Path | None = None,
-        engine_options: dict | None = None,
-    ) -> "FaceAnalyzer":
-        store = ModelStore(home)
-        choice = EngineChoice(engine=engine, threads=threads, **(engine_options or {}))
-        det = load_detector(store, choice, score_threshold=det_threshold, max_side=max_side)
-        return cls(det, load_embedder(store, choice, max_batch=32))
-
-    def embed_faces(self, image: np.ndarray, faces: Faces) -> np.ndarray:
+    def embed_faces(self, image: np.ndarray, faces: Detections) -> np.ndarray:
         if len(faces) == 0:
-            return np.zeros((0, 128), np.float32)
+            return np.zeros((0, EMBEDDING_DIM), np.float32)
         chips = np.stack([self.embedder.align(image, lm) for lm in faces.landmarks])
         return self.embedder.embed(chips)
 
@@ -65,7 +52,7 @@ class FaceAnalyzer:
             padded = cv2.copyMakeBorder(to_bgr(image), py, py, px, px, cv2.BORDER_CONSTANT, value=(0, 0, 0))
             faces = self.detector.detect(padded)
             offset = np.array([px, py], dtype=np.float32)
-            faces = Faces(faces.boxes - np.tile(offset, 2), faces.scores, faces.landmarks - offset)
+            faces = Detections(faces.boxes - np.tile(offset, 2), faces.scores, faces.landmarks - offset)
         emb = self.embed_faces(image, faces)
         return [
             AnalyzedFace(faces.boxes[i], float(faces.scores[i]), faces.landmarks[i], emb[i]) for i in range(len(faces))

@@ -5,44 +5,20 @@ mean, no scaling; priors with strides 8/16/32 and two sizes each; decoding with 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
 import numpy as np
 
-from engines.backend import InferenceBackend
+from engines.backends.base import InferenceBackend
+from engines.detections import Detections
+from engines.image import to_bgr
 
 MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 STRIDES = (8, 16, 32)
 MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 VARIANCES = (0.1, 0.2)
 PAD_MULTIPLE = 32  # the FPN up-sampling lines up exactly when H and W divide by the largest stride
-
-
-@dataclass
-class Faces:
-    """Detections in one image, in that image's pixel coordinates, best score first."""
-
-    boxes: np.ndarray  # [N, 4] x1, y1, x2, y2 float32
-    scores: np.ndarray  # [N] float32
-    landmarks: np.ndarray  # [N, 5, 2] float32: eyes (as seen), nose, mouth corners
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    @property
-    def sizes(self) -> np.ndarray:
-        """min(width, height) of each box, the number the quality gate compares with."""
-        wh = self.boxes[:, 2:] - self.boxes[:, :2]
-        return wh.min(axis=1)
-
-    def subset(self, keep: np.ndarray) -> "Faces":
-        return Faces(self.boxes[keep], self.scores[keep], self.landmarks[keep])
-
-    @staticmethod
-    def empty() -> "Faces":
-        return Faces(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
 
 
 @lru_cache(maxsize=16)
@@ -59,29 +35,20 @@ def priors(height: int, width: int) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def to_bgr(image: np.ndarray) -> np.ndarray:
-    """Accept greyscale, BGR or BGRA uint8 and return 3-channel BGR."""
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    if image.ndim == 3 and image.shape[2] == 1:
-        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}")
-    return image
-
-
 class Detector:
-    """RetinaFace on any backend. ``max_side`` downscales very large images before detection."""
+    """RetinaFace on any backend. ``max_side`` downscales very large images before detection.
+
+    The thresholds have no defaults here on purpose: the config (``stream.config.DetectorConfig``) is their
+    one source, so the CLI, the pipeline and the benchmarks cannot disagree.
+    """
 
     def __init__(
         self,
         backend: InferenceBackend,
         *,
-        score_threshold: float = 0.7,
-        nms_threshold: float = 0.4,
-        max_side: int = 1920,
+        score_threshold: float,
+        nms_threshold: float,
+        max_side: int,
         fixed_input: tuple[int, int] | None = None,
         run_batch: int | None = None,
     ) -> None:
@@ -123,12 +90,12 @@ class Detector:
         # OpenCV's blob maker does the float conversion, mean subtraction and NCHW layout in one C++ pass.
         return cv2.dnn.blobFromImages(padded, 1.0, (pw, ph), MEAN_BGR.tolist(), swapRB=False, crop=False), scale
 
-    def detect(self, image: np.ndarray) -> Faces:
+    def detect(self, image: np.ndarray) -> Detections:
         return self.detect_batch([image])[0]
 
-    def detect_batch(self, images: list[np.ndarray]) -> list[Faces]:
+    def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
         """Detect faces in a batch of same-size images."""
-        out: list[Faces] = []
+        out: list[Detections] = []
         for i in range(0, len(images), self.run_batch):
             chunk = images[i : i + self.run_batch]
             blob, scale = self.preprocess(chunk)
@@ -145,8 +112,8 @@ class Detector:
         in_w: int,
         scale: float,
         image_hw: tuple[int, int],
-    ) -> list[Faces]:
-        """Decode network outputs of one batch into per-image ``Faces`` in original pixel coordinates."""
+    ) -> list[Detections]:
+        """Decode network outputs of one batch into per-image ``Detections`` in original pixel coordinates."""
         pri = priors(in_h, in_w)
         v0, v1 = VARIANCES
         to_px = np.array([in_w, in_h], dtype=np.float32) / scale
@@ -156,7 +123,7 @@ class Detector:
             scores = conf[b, :, 1]
             keep = np.flatnonzero(scores > self.score_threshold)
             if keep.size == 0:
-                results.append(Faces.empty())
+                results.append(Detections.empty())
                 continue
             p, l, s = pri[keep], loc[b, keep], scores[keep]
             centre = p[:, :2] + l[:, :2] * v0 * p[:, 2:]
@@ -170,5 +137,5 @@ class Detector:
             boxes = boxes[idx]
             boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
             boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
-            results.append(Faces(boxes.astype(np.float32), s[idx].astype(np.float32), marks[idx].astype(np.float32)))
+            results.append(Detections(boxes.astype(np.float32), s[idx].astype(np.float32), marks[idx].astype(np.float32)))
         return results

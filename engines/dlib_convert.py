@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-CHIP_SIZE = 150
+from engines.embedder import CHIP_SIZE
 
 
 class DlibFormatError(ValueError):

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from engines.align import warp_chip
-from engines.backend import InferenceBackend
-from engines.detector import to_bgr
+from engines.backends.base import InferenceBackend
+from engines.image import to_bgr
 
-CHIP_SIZE = 150
+CHIP_SIZE = 150  # dlib's chip: the converter and the TensorRT profile read it from here
 EMBEDDING_DIM = 128
 TEMPLATE = np.array(
     [[46.60, 45.11], [100.15, 45.50], [73.21, 77.39], [50.84, 99.92], [95.64, 100.13]], dtype=np.float64

@@ -1,47 +1,64 @@
 """Build the two face models on the chosen backend, the one way every caller does it.
 
-The CLI, the detect and embed stages, ``models build-engines`` and the benchmarks all load models here,
-so a TensorRT engine is always built with the profile its user will run (batch range, fixed detector
-input) and the detector always knows when it must letterbox to that fixed input.
+The CLI, the detect and embed stages, ``models build-engines`` and the benchmarks all load models here
+(through ``stream.loaders``, which reads the config), so a TensorRT engine is always built with the
+profile its user will run (batch range, fixed detector input) and the detector always knows when it
+must letterbox to that fixed input. No threshold has a default here: the config is their one source.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engines.backend import BackendName, create_backend
+from engines.backends.base import BackendName
+from engines.backends.engine_cache import EngineProfile, profile_for
+from engines.backends.registry import create_backend
 from engines.detector import Detector
-from engines.embedder import Embedder
-from engines.engine_cache import profile_for
-from engines.models import DETECTOR_FILE, EMBEDDER_FILE, ModelStore
+from engines.embedder import CHIP_SIZE, Embedder
+from engines.model_store import DETECTOR_FILE, EMBEDDER_FILE, ModelStore
 
 
 @dataclass
 class EngineChoice:
-    """What the config says about backends (mirrors ``engines`` in config/default.yaml)."""
+    """What the config's ``engines`` section says, plus how this process shares the machine."""
 
-    engine: BackendName = "auto"
-    threads: int = 0
-    precision: str = "fp16"
-    detector_input: tuple[int, int] = (640, 640)
+    engine: BackendName
+    threads: int
+    precision: str
+    detector_input: tuple[int, int]
     shared_cpu: bool = False  # other busy processes share the cores (pipeline stages)
     rebuild: bool = False  # TensorRT: build the engine even when a cached one fits
 
 
-def load_detector(store: ModelStore, choice: EngineChoice, *, max_batch: int = 1, opt_batch: int = 1,
-                  score_threshold: float = 0.8, nms_threshold: float = 0.4, max_side: int = 1920) -> Detector:
+@dataclass(frozen=True)
+class DetectorParams:
+    """The detector's decision parameters (``detector`` in the config)."""
+
+    score_threshold: float
+    nms_threshold: float
+    max_side: int
+
+
+def detector_profile(max_batch: int, opt_batch: int, detector_input: tuple[int, int]) -> EngineProfile:
+    return profile_for("detector", max_batch=max_batch, opt_batch=min(opt_batch, max_batch), input_hw=tuple(detector_input))
+
+
+def embedder_profile(max_batch: int, opt_batch: int | None = None) -> EngineProfile:
+    return profile_for("embedder", max_batch=max_batch, opt_batch=opt_batch, input_hw=(CHIP_SIZE, CHIP_SIZE))
+
+
+def load_detector(store: ModelStore, choice: EngineChoice, params: DetectorParams, *, max_batch: int,
+                  opt_batch: int) -> Detector:
     trt = {"precision": choice.precision, "rebuild": choice.rebuild,
-           "profile": profile_for("detector", max_batch=max_batch, opt_batch=min(opt_batch, max_batch),
-                                  detector_input=tuple(choice.detector_input))}
+           "profile": detector_profile(max_batch, opt_batch, choice.detector_input)}
     backend = create_backend(store.path(DETECTOR_FILE), choice.engine, threads=choice.threads,
                              shared_cpu=choice.shared_cpu, trt_options=trt)
     fixed = tuple(choice.detector_input) if backend.name == "tensorrt" else None
-    return Detector(backend, score_threshold=score_threshold, nms_threshold=nms_threshold, max_side=max_side,
-                    fixed_input=fixed, run_batch=max_batch if fixed else None)
+    return Detector(backend, score_threshold=params.score_threshold, nms_threshold=params.nms_threshold,
+                    max_side=params.max_side, fixed_input=fixed, run_batch=max_batch if fixed else None)
 
 
-def load_embedder(store: ModelStore, choice: EngineChoice, *, max_batch: int = 32) -> Embedder:
-    trt = {"precision": choice.precision, "rebuild": choice.rebuild,
-           "profile": profile_for("embedder", max_batch=max_batch, opt_batch=max_batch)}
+def load_embedder(store: ModelStore, choice: EngineChoice, *, max_batch: int) -> Embedder:
+    trt = {"precision": choice.precision, "rebuild": choice.rebuild, "profile": embedder_profile(max_batch)}
     backend = create_backend(store.path(EMBEDDER_FILE), choice.engine, threads=choice.threads,
                              shared_cpu=choice.shared_cpu, trt_options=trt)
     return Embedder(backend, max_batch=max_batch)

@@ -42,9 +42,10 @@ def fw_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def analyzer(fw_home: Path):
-    from engines.analyzer import FaceAnalyzer
+    from stream.config import load_config
+    from stream.loaders import photo_analyzer
 
-    return FaceAnalyzer.create(engine="onnxruntime", threads=2, home=fw_home)
+    return photo_analyzer(load_config(overrides={"engines": {"engine": "onnxruntime", "threads": 2}, "home": str(fw_home)}))
 
 
 @pytest.fixture(scope="session")

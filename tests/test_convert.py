@@ -6,7 +6,7 @@ import pytest
 
 from engines.dlib_convert import DlibFormatError, parse_dlib_resnet
 from engines.embedder import Embedder
-from engines.models import dlib_dat_path
+from engines.model_store import dlib_dat_path
 
 
 def _chips(analyzer, images) -> np.ndarray:
@@ -31,14 +31,11 @@ def test_parity_with_dlib(analyzer, astronaut_bgr, shared_images):
 
 
 @pytest.fixture()
-def shared_images():
-    from tests.conftest import shared_dir
-    from stream.images import load_image
+def shared_images(faces_root):
+    """Four in-the-wild faces from the shared dev data (the ``faces_root`` fixture skips when it is absent)."""
+    from stream.media.images import load_image
 
-    d = shared_dir()
-    if d is None:
-        return []
-    ids = d / "data" / "faces" / "wild_dev" / "ids"
+    ids = faces_root / "wild_dev" / "ids"
     return [load_image(ids / n / "1.jpg") for n in ("c5_madonna", "df_angelina", "bbt_penny", "friends_Matt_LeBlanc")]
 
 

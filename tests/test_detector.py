@@ -74,7 +74,7 @@ def test_priors_layout():
 
 
 def test_dev_detection_set_all_18_faces(analyzer, faces_root):
-    from stream.images import load_image
+    from stream.media.images import load_image
 
     det_dir = faces_root / "lab_dev" / "detection"
     truth = json.loads((det_dir / "ground_truth.json").read_text())["boxes"]

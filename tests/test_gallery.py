@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.gallery import Gallery, GalleryError
+from stream.store.gallery import Gallery, GalleryError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -98,7 +98,7 @@ def test_missing_or_damaged_index_is_rebuilt(tmp_path):
 
 WRITER = """
 import sys, numpy as np
-from stream.gallery import Gallery
+from stream.store.gallery import Gallery
 g = Gallery(sys.argv[1])
 rng = np.random.default_rng(int(sys.argv[2]))
 i = 0

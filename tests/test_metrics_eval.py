@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.metrics_eval import (
+from stream.eval.rates import (
     auc, fnir_at_fpir, kfold_accuracy, per_comparison_far_for_gallery, tar_at_far, threshold_at_false_rate,
 )
 

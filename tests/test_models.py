@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from engines.models import DETECTOR_FILE, EMBEDDER_FILE, ModelStore, sha256_file
+from engines.model_store import DETECTOR_FILE, EMBEDDER_FILE, ModelStore, sha256_file
 
 
 def test_prepare_reports_files_and_checksums(tmp_path):

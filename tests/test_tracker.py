@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.messages import Decision, Embeddings, Frame, MessageError, decode
-from stream.tracker import IouTracker
+from stream.pipeline.messages import Decision, Embeddings, Frame, MessageError, decode
+from stream.pipeline.tracker import IouTracker
 
 
 def test_tracker_keeps_ids_for_moving_faces_and_splits_far_ones():

@@ -16,11 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_models import timeit  # noqa: E402  (tools/ is on sys.path when run as a script)
 
-from engines.backend import create_backend, tensorrt_available  # noqa: E402
+from engines.backends.registry import create_backend, tensorrt_available  # noqa: E402
 from engines.detector import Detector  # noqa: E402
 from engines.embedder import CHIP_SIZE, Embedder  # noqa: E402
-from engines.engine_cache import profile_for  # noqa: E402
-from engines.models import DETECTOR_FILE, EMBEDDER_FILE, ModelStore  # noqa: E402
+from engines.factory import detector_profile, embedder_profile  # noqa: E402
+from engines.model_store import DETECTOR_FILE, EMBEDDER_FILE, ModelStore  # noqa: E402
+from stream.config import load_config  # noqa: E402
 
 BATCHES = (1, 8, 32, 128)
 DET_INPUT = (640, 640)
@@ -36,15 +37,17 @@ def measure(engine: str, precision: str, threads: int, repeat: int, store: Model
     chips = rng.integers(0, 255, (max(BATCHES), CHIP_SIZE, CHIP_SIZE, 3), dtype=np.uint8)
     frame = rng.integers(0, 255, (*DET_INPUT, 3), dtype=np.uint8)
     row: dict = {}
-    emb_opts = {"precision": precision, "profile": profile_for("embedder", max_batch=max(BATCHES), opt_batch=32)}
+    emb_opts = {"precision": precision, "profile": embedder_profile(max(BATCHES), opt_batch=32)}
     embedder = Embedder(create_backend(store.path(EMBEDDER_FILE), engine, threads=threads, trt_options=emb_opts),
                         max_batch=max(BATCHES))
     for b in BATCHES:
         ms = best_ms(lambda b=b: embedder.embed(chips[:b]), repeat)
         row[f"emb{b}"] = b / ms * 1000
-    det_opts = {"precision": precision, "profile": profile_for("detector", max_batch=8, opt_batch=1, detector_input=DET_INPUT)}
+    det_opts = {"precision": precision, "profile": detector_profile(8, 1, DET_INPUT)}
     backend = create_backend(store.path(DETECTOR_FILE), engine, threads=threads, trt_options=det_opts)
-    detector = Detector(backend, fixed_input=DET_INPUT)
+    d = load_config().detector
+    detector = Detector(backend, score_threshold=d.score_threshold, nms_threshold=d.nms_threshold, max_side=d.max_side,
+                        fixed_input=DET_INPUT)
     row["det1"] = 1000 / best_ms(lambda: detector.detect(frame), repeat)
     row["det8"] = 8000 / best_ms(lambda: detector.detect_batch([frame] * 8), max(3, repeat // 4))
     return row

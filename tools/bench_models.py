@@ -33,10 +33,11 @@ def main() -> None:
     from skimage import data
 
     import cv2
-    from engines.analyzer import FaceAnalyzer
     from engines.embedder import Embedder
+    from stream.config import load_config
+    from stream.loaders import photo_analyzer
 
-    an = FaceAnalyzer.create(engine=args.engine, threads=args.threads)
+    an = photo_analyzer(load_config(overrides={"engines": {"engine": args.engine, "threads": args.threads}}))
     img = cv2.resize(np.ascontiguousarray(data.astronaut()[:, :, ::-1]), (640, 480))
     faces = an.detector.detect(img)
     chip = Embedder.align(img, faces.landmarks[0])

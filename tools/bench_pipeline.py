@@ -36,13 +36,17 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stream.clips import Appearance, astronaut_head, render_clip  # noqa: E402
-from stream.config import Config, load_config  # noqa: E402
-from stream.messages import Decision, decode  # noqa: E402
-from stream.stage import StageSpec, stage_main  # noqa: E402
+from stream.media.clips import Appearance, astronaut_head, render_clip  # noqa: E402
+from stream.config import ENDPOINTS, Config, load_config  # noqa: E402
+from stream.pipeline.capture import CaptureStage  # noqa: E402
+from stream.pipeline.detect import DetectStage  # noqa: E402
+from stream.pipeline.embed import EmbedStage  # noqa: E402
+from stream.pipeline.match import MatchStage  # noqa: E402
+from stream.pipeline.messages import Decision, decode  # noqa: E402
+from stream.pipeline.stage import Stage, StageSpec, stage_main  # noqa: E402
+from stream.scan.collect import CollectStage  # noqa: E402
 
 SOURCE_FPS = 25.0
-ENDPOINTS = ("frames", "faces", "embeddings", "decisions", "control")
 
 
 # ----------------------------------------------------------------------------- clips and config
@@ -73,7 +77,7 @@ def base_config(work: Path, gallery: Path, threads: int) -> Config:
 
 # ----------------------------------------------------------------------------- recorded
 def scan_wall(cfg: Config, clip: Path, gallery: Path) -> float:
-    from stream.cli import scan_videos
+    from stream.scan.run import scan_videos
 
     t = time.perf_counter()
     scan_videos(cfg, [str(clip)], 1, str(gallery), False, progress=False, timeout_s=900)
@@ -83,13 +87,13 @@ def scan_wall(cfg: Config, clip: Path, gallery: Path) -> float:
 class Alone:
     """One stage process on its own: this script feeds its input socket and drains its output socket."""
 
-    def __init__(self, cfg: Config, kind: str, options: dict) -> None:
+    def __init__(self, cfg: Config, stage: type[Stage], options: dict) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="fw-bench-"))
         self.ep = {k: f"ipc://{self.dir}/{k}" for k in ENDPOINTS}
         self.ctx = zmq.Context()
         self.control = self.ctx.socket(zmq.PULL)
         self.control.bind(self.ep["control"])
-        self.spec = StageSpec(kind, cfg.model_dump(mode="json"), self.ep, live=False, options=options)
+        self.spec = StageSpec(stage, cfg.model_dump(mode="json"), self.ep, live=False, options=options)
         self.proc = mp.get_context("spawn").Process(target=stage_main, args=(self.spec,), daemon=True)
 
     def run(self, in_key: str | None, out_key: str | None, feed: list[list[bytes]], done) -> tuple[list[list[bytes]], float]:
@@ -166,28 +170,28 @@ def stages_alone(cfg: Config, work: Path, gallery: Path, clip: Path, frames: int
     report = work / "report.json"
     opts = {"files": files, "every": 1, "report_path": str(report), "observations": False, "gallery": str(gallery)}
     stages = {}
-    frames_msgs, secs = Alone(cfg, "capture", {"camera": {"name": "scan"}, "files": files, "every": 1,
+    frames_msgs, secs = Alone(cfg, CaptureStage, {"camera": {"name": "scan"}, "files": files, "every": 1,
                                                "instance": "capture"}).run(None, "frames", [], is_eos)
     stages["capture (decode)"] = (frames - 1) / secs
-    faces_msgs, secs = Alone(cfg, "detect", {}).run("frames", "faces", frames_msgs, is_eos)
+    faces_msgs, secs = Alone(cfg, DetectStage, {}).run("frames", "faces", frames_msgs, is_eos)
     stages["detect"] = (frames - 1) / secs
     del frames_msgs
-    emb_msgs, secs = Alone(cfg, "embed", {}).run("faces", "embeddings", faces_msgs, is_eos)
+    emb_msgs, secs = Alone(cfg, EmbedStage, {}).run("faces", "embeddings", faces_msgs, is_eos)
     stages["embed"] = (frames - 1) / secs
     del faces_msgs
-    dec_msgs, secs = Alone(cfg, "match", opts).run("embeddings", "decisions", emb_msgs, is_eos)
+    dec_msgs, secs = Alone(cfg, MatchStage, opts).run("embeddings", "decisions", emb_msgs, is_eos)
     stages["match"] = (frames - 1) / secs
     del emb_msgs
     report.unlink(missing_ok=True)
-    _, secs = Alone(cfg, "alert", opts).run("decisions", None, dec_msgs, lambda _p: report.exists())
+    _, secs = Alone(cfg, CollectStage, opts).run("decisions", None, dec_msgs, lambda _p: report.exists())
     stages["alert"] = frames / secs
     return stages
 
 
 # ----------------------------------------------------------------------------- live
 def live(cfg: Config, work: Path, clip: Path, n_cams: int, fps: float, seconds: float, warmup_s: float = 6.0) -> dict:
-    from stream.events import EventStore
-    from stream.supervisor import Supervisor
+    from stream.store.events import EventStore
+    from stream.pipeline.supervisor import Supervisor
 
     run_dir = work / f"live-{n_cams}x{fps:g}"
     data = cfg.model_dump(mode="json")
@@ -234,15 +238,15 @@ def main() -> None:
     ap.add_argument("--skip-live", action="store_true")
     args = ap.parse_args()
 
-    from engines.analyzer import FaceAnalyzer
-    from engines.models import ModelStore
+    from engines.model_store import ModelStore
+    from stream.loaders import photo_analyzer
     from stream.config import CameraConfig
-    from stream.gallery import Gallery
+    from stream.store.gallery import Gallery
 
     ModelStore().prepare()
     work = Path(tempfile.mkdtemp(prefix="fw-bench-pipeline-"))
     gallery = work / "gallery"
-    face = FaceAnalyzer.create(engine="onnxruntime").analyze(astronaut_head())[0]
+    face = photo_analyzer(load_config(overrides={"engines": {"engine": "onnxruntime"}})).analyze(astronaut_head())[0]
     Gallery(gallery).enroll("astronaut", face.embedding[None])
     threads = args.threads if args.threads is not None else load_config().engines.threads
     cfg = base_config(work, gallery, threads)

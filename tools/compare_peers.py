@@ -34,8 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stream.evaluate import EmbeddingCache, pair_scores, parse_pairs  # noqa: E402
-from stream.metrics_eval import auc, kfold_accuracy, tar_at_far  # noqa: E402
+from stream.eval.photos import EmbeddingCache, pair_scores, parse_pairs  # noqa: E402
+from stream.eval.rates import auc, kfold_accuracy, tar_at_far  # noqa: E402
 
 PEER_TOLERANCE = 0.6  # face_recognition's documented default distance threshold
 
@@ -82,8 +82,8 @@ def verify_row(analyzer, pairs_file: Path, root: Path, score, own_threshold: flo
 # ----------------------------------------------------------------------------- video
 def make_video(work: Path, other_photo: Path | None) -> tuple[Path, set[int], set[int]]:
     """720p, 25 fps, 6 s: the astronaut in frames 25-74, another person in 88-137 (when a photo is given)."""
-    from stream.clips import Appearance, astronaut_head, render_clip
-    from stream.images import load_image
+    from stream.media.clips import Appearance, astronaut_head, render_clip
+    from stream.media.images import load_image
 
     apps = [Appearance(astronaut_head(), 1.0, 3.0)]
     if other_photo is not None:
@@ -94,16 +94,16 @@ def make_video(work: Path, other_photo: Path | None) -> tuple[Path, set[int], se
 
 def facewatch_video(clip: Path, gallery: Path) -> tuple[set[int], float]:
     """Frames where facewatch's pipeline named the astronaut (tracks decided by vote), and the wall time."""
-    from stream.cli import scan_videos
+    from stream.scan.run import scan_videos
     from stream.config import load_config
 
     cfg = load_config(overrides={"data_dir": str(clip.parent), "matching": {"gallery": str(gallery)}})
     t = time.perf_counter()
-    report = scan_videos(cfg, [str(clip)], 1, str(gallery), annotate=True, progress=False, timeout_s=900)
+    report = scan_videos(cfg, [str(clip)], 1, str(gallery), observations=True, progress=False, timeout_s=900)
     wall = time.perf_counter() - t
-    v = report["videos"][0]
-    named = {str(tid) for tid, who in v["track_identity"].items() if who == "astronaut"}
-    return {int(f) for f, tid, _box in v["observations"] if str(tid) in named}, wall
+    v = report.videos[0]
+    named = {str(tid) for tid, who in v.track_identity.items() if who == "astronaut"}
+    return {int(f) for f, tid, _box in v.observations or [] if str(tid) in named}, wall
 
 
 def peer_video(clip: Path, known: np.ndarray, model: str, upsample: int) -> tuple[set[int], float]:
@@ -140,13 +140,14 @@ def main() -> None:
     except Exception as exc:  # ImportError, or face_recognition_models' own SystemExit-free failure
         sys.exit(f"compare_peers: face_recognition is not importable ({exc}); see the install line in --help")
 
-    from engines.analyzer import FaceAnalyzer
-    from stream.clips import astronaut_head
     from stream.config import load_config
-    from stream.gallery import Gallery
+    from stream.loaders import photo_analyzer
+    from stream.media.clips import astronaut_head
+    from stream.store.gallery import Gallery
 
-    threshold = load_config().matching.threshold
-    ours = FaceAnalyzer.create(engine="onnxruntime")
+    cfg = load_config(overrides={"engines": {"engine": "onnxruntime"}})
+    threshold = cfg.matching.threshold
+    ours = photo_analyzer(cfg)
     peer = PeerAnalyzer(args.peer_model, upsample=1)
     print(f"# facewatch vs face_recognition on {args.pairs} (threshold: facewatch {threshold}, "
           f"face_recognition distance <= {PEER_TOLERANCE})\n")

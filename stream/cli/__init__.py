@@ -1,0 +1,39 @@
+"""``facewatch`` command line: one module per command group, each thin (parse, call, print).
+
+Every command takes ``--json`` and ``-c``; bad input exits 2 with one line on stderr saying what is wrong.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from stream.cli.common import Group, json_option
+from stream.cli.evaluation import calibrate, eval_group
+from stream.cli.gallery import gallery
+from stream.cli.models import models
+from stream.cli.photos import identify, verify
+from stream.cli.pipeline import demo, events, run, scan
+
+
+@click.group(cls=Group)
+@click.option("-v", "--verbose", count=True, help="more log output (-v info, -vv debug)")
+@json_option
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
+    """facewatch: real-time face recognition for video surveillance."""
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    obj = ctx.ensure_object(dict)
+    obj.setdefault("json", False)
+    obj.setdefault("config_path", None)
+
+
+for command in (verify, identify, gallery, models, eval_group, calibrate, run, events, scan, demo):
+    main.add_command(command)
+
+__all__ = ["main"]

@@ -1,0 +1,48 @@
+"""``models prepare | build-engines``: the model files and TensorRT engines."""
+from __future__ import annotations
+
+import click
+
+from engines.backends.registry import resolve_backend
+from engines.model_store import ModelStore
+from stream.cli.common import Group, emit, get_config, json_option
+from stream.loaders import pipeline_detector, pipeline_embedder
+
+
+@click.group(cls=Group)
+def models() -> None:
+    """Model files: convert, verify, build engines."""
+
+
+@models.command("prepare")
+@json_option
+@click.pass_context
+def models_prepare(ctx: click.Context) -> None:
+    """Convert/extract both models into the cache and report files, sizes and checksums."""
+    files = ModelStore(get_config(ctx).home).prepare()
+    emit(ctx, {"models": [{"name": f.name, "path": f.path, "bytes": f.size, "sha256": f.sha256, "source": f.source} for f in files]},
+         "\n".join(f"{f.name}\t{f.size} bytes\tsha256 {f.sha256}\t{f.path}\n  from {f.source}" for f in files))
+
+
+def _engine_line(r: dict) -> str:
+    how = "from cache" if r["from_cache"] else f"built in {r['build_seconds']:.1f} s"
+    b = [s[0] for s in r["profile_min_opt_max"]]
+    return f"{r['model']}: {r['engine']} ({r['bytes'] / 1e6:.1f} MB, {r['precision']}, {how}; batch min/opt/max {b[0]}/{b[1]}/{b[2]})"
+
+
+@models.command("build-engines")
+@click.option("--force", is_flag=True, help="rebuild even when a cached engine fits")
+@json_option
+@click.pass_context
+def models_build_engines(ctx: click.Context, force: bool) -> None:
+    """Build and cache TensorRT engines for both models, with the profiles the pipeline and the CLI use."""
+    cfg = get_config(ctx)
+    resolve_backend("tensorrt")  # no TensorRT or no GPU: one clear line, exit 2
+    ModelStore(cfg.home).prepare()
+    rows = []
+    for kind, load in (("detector", pipeline_detector), ("embedder", pipeline_embedder)):
+        b = load(cfg, engine="tensorrt", rebuild=force, shared_cpu=False).backend
+        rows.append({"model": kind, "engine": str(b.engine_path), "bytes": b.engine_bytes, "precision": b.precision,
+                     "build_seconds": b.build_seconds, "from_cache": b.build_seconds is None,
+                     "profile_min_opt_max": [list(s) for s in b.profile.shapes()]})
+    emit(ctx, {"engines": rows}, "\n".join(_engine_line(r) for r in rows))

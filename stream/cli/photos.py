@@ -1,0 +1,49 @@
+"""``verify`` (1:1) and ``identify`` (1:N) on still photos."""
+from __future__ import annotations
+
+import click
+import numpy as np
+
+from engines.embedder import EMBEDDING_DIM
+from stream.cli.common import emit, gallery_dir, gallery_option, get_analyzer, get_config, json_option, one_face
+from stream.media.images import load_image
+from stream.store.gallery import Gallery, accepts
+
+
+@click.command()
+@click.argument("img1", type=click.Path())
+@click.argument("img2", type=click.Path())
+@json_option
+@click.pass_context
+def verify(ctx: click.Context, img1: str, img2: str) -> None:
+    """1:1 -- are the (largest) faces in IMG1 and IMG2 the same person?"""
+    analyzer = get_analyzer(ctx)
+    thr = get_config(ctx).matching.threshold
+    a, b = one_face(analyzer, img1), one_face(analyzer, img2)
+    score = float(np.dot(a.embedding, b.embedding))
+    same = accepts(score, thr)
+    emit(ctx, {"score": score, "threshold": thr, "same": same},
+         f"{'SAME' if same else 'DIFFERENT'} person: score {score:.4f} (threshold {thr:.4f})")
+
+
+@click.command()
+@click.argument("img", type=click.Path())
+@gallery_option
+@json_option
+@click.pass_context
+def identify(ctx: click.Context, img: str, gallery: str | None) -> None:
+    """1:N -- who, from the gallery, is in IMG? Faces below the threshold are "unknown"."""
+    cfg = get_config(ctx)
+    analyzer = get_analyzer(ctx)
+    image = load_image(img)
+    gal = Gallery(gallery_dir(ctx, gallery), readonly=True)
+    faces = analyzer.analyze(image)
+    probes = np.stack([f.embedding for f in faces]) if faces else np.zeros((0, EMBEDDING_DIM), np.float32)
+    cands = gal.search(probes, k=cfg.matching.top_k)
+    thr = cfg.matching.threshold
+    out = [{"box": [round(float(v), 1) for v in f.box], "det_score": round(f.det_score, 4),
+            "identity": c.accepted(thr), "score": round(c.score, 4)} for f, c in zip(faces, cands)]
+    if not faces:
+        click.echo(f"facewatch: {img}: no face found", err=True)
+    lines = [f"{o['identity'] or 'unknown'}\tscore {o['score']:.4f}\tbox {o['box']}" for o in out]
+    emit(ctx, {"faces": out, "threshold": thr}, "\n".join(lines) if lines else "no face found")

@@ -1,0 +1,172 @@
+"""The decisions that matter most, as small pure classes with no sockets, clocks or models inside.
+
+Each stage loop only feeds them: the detect stage asks ``LiveBatchCut`` which frames to process, the embed
+stage asks ``EmbeddingBudget`` which chips to embed, the match stage keeps a ``TrackVote`` per track, and
+the alert stage (and ``scan``) ask ``AlertRules`` and ``Cooldown`` whether a decision becomes an alert.
+Time is always passed in, so every rule is unit-tested at its edges (tests/test_decisions.py).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Literal, Protocol, Sequence
+
+import numpy as np
+
+DecisionKind = Literal["watchlist", "unknown"]
+
+
+# ----------------------------------------------------------------------------------------- match: vote
+@dataclass
+class TrackVote:
+    """The identity vote of one track.
+
+    A track becomes a watchlist hit for X once ``needed`` of its embeddings named X at or above the
+    threshold: one lucky frame never raises an alarm. It becomes "unknown" once ``needed`` embeddings
+    matched nobody *and* none matched anyone (a single vote for X keeps it from being called unknown).
+    Several identities reaching ``needed``: the most votes wins; a tie goes to the higher best score.
+    Each outcome is reported once per track (``decide`` returns it the first time only).
+    """
+
+    needed: int
+    start: float
+    votes: Counter = field(default_factory=Counter)
+    best: dict = field(default_factory=dict)  # identity (None = nobody) -> best score seen
+    misses: int = 0
+    decided: set = field(default_factory=set)
+    last_seen: float = 0.0
+
+    def add(self, identity: str | None, score: float) -> None:
+        """One embedding's outcome: ``identity`` is the accepted name, None when it matched nobody."""
+        if identity is not None:
+            self.votes[identity] += 1
+        else:
+            self.misses += 1
+        self.best[identity] = max(self.best.get(identity, -1.0), score)
+
+    def identity(self) -> str | None:
+        """The identity the vote names so far (None when no one has ``needed`` votes)."""
+        ready = [n for n, v in self.votes.items() if v >= self.needed]
+        if not ready:
+            return None
+        return max(ready, key=lambda n: (self.votes[n], self.best[n]))
+
+    def decide(self) -> tuple[DecisionKind, str | None, float] | None:
+        """A new decision (kind, identity, best score) the first time the vote reaches one, else None."""
+        ident = self.identity()
+        if ident is not None and ident not in self.decided:
+            self.decided.add(ident)
+            return "watchlist", ident, self.best[ident]
+        if not self.votes and self.misses >= self.needed and None not in self.decided:
+            self.decided.add(None)
+            return "unknown", None, self.best.get(None, -1.0)
+        return None
+
+
+# ----------------------------------------------------------------------------------------- alert: rules
+class AlertRules:
+    """Which decisions raise an alert, per camera (``cameras[].alert_on``): watchlist, unknown or both."""
+
+    def __init__(self, per_camera: dict[str, str], default: str = "watchlist") -> None:
+        self.per_camera, self.default = dict(per_camera), default
+
+    def wanted(self, camera: str, kind: str) -> bool:
+        rule = self.per_camera.get(camera, self.default)
+        return kind in ("watchlist", "unknown") and rule in (kind, "both")
+
+
+class Cooldown:
+    """At most one alert per (camera, identity) per ``seconds``; unknown faces share the key (camera, None).
+
+    ``t`` is whatever clock the caller runs on: wall time live, video time in ``scan``. An alert that is
+    suppressed does not restart the cooldown.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.last: dict[tuple[str, str | None], float] = {}
+
+    def allow(self, camera: str, identity: str | None, t: float) -> bool:
+        key = (camera, identity)
+        if key in self.last and t - self.last[key] < self.seconds:
+            return False
+        self.last[key] = t
+        return True
+
+
+# ----------------------------------------------------------------------------------------- embed: budget
+class EmbeddingBudget:
+    """At most ``limit`` embeddings per track, spent on its better chips.
+
+    Within one batch a track's chips are considered best first; a chip is embedded only while it is at
+    least ``keep_share`` as good as the track's best so far, so a track's budget is not spent on the
+    blurred frames of someone walking away. Tracks unseen for ``forget_s`` are forgotten.
+    """
+
+    def __init__(self, limit: int, keep_share: float = 0.8, forget_s: float = 60.0) -> None:
+        self.limit, self.keep_share, self.forget_s = limit, keep_share, forget_s
+        self.tracks: dict[int, list[float]] = {}  # track id -> [embedded, best quality, last seen]
+
+    def choose(self, track_ids: Sequence[int], quality: Sequence[float], now: float) -> np.ndarray:
+        """Mask of the faces (parallel ``track_ids``/``quality``) to embed."""
+        q = np.asarray(quality, dtype=np.float64)
+        mask = np.zeros(len(q), bool)
+        for i in np.argsort(-q, kind="stable"):
+            st = self.tracks.setdefault(int(track_ids[i]), [0, 0.0, now])
+            st[2] = now
+            if st[0] < self.limit and q[i] >= self.keep_share * st[1]:
+                mask[i] = True
+                st[0] += 1
+                st[1] = max(st[1], float(q[i]))
+        return mask
+
+    def forget(self, now: float) -> None:
+        self.tracks = {t: s for t, s in self.tracks.items() if now - s[2] < self.forget_s}
+
+
+# ----------------------------------------------------------------------------------------- detect: batch cut
+class Timed(Protocol):
+    camera: str
+    seq: int
+
+
+class LiveBatchCut:
+    """Which live frames one detector batch takes, so latency stays bounded however many cameras there are.
+
+    Only the newest frame of each camera is worth processing (older ones are stale). The batch is then cut
+    to what the detector processes within ``budget_ms`` by its measured cost per frame (at least one frame,
+    at most ``max_batch``), with the cameras served longest ago first, so under overload every camera
+    takes turns instead of one starving.
+    """
+
+    def __init__(self, max_batch: int, budget_ms: float, smoothing: float = 0.2) -> None:
+        self.max_batch, self.budget_ms, self.smoothing = max_batch, budget_ms, smoothing
+        self.cost_ms: float | None = None  # moving average of processing time per frame
+        self.served: dict[str, float] = {}  # camera -> when it last had a frame processed
+
+    def observe(self, frames: int, ms: float) -> None:
+        """A batch of ``frames`` took ``ms``: update the cost per frame."""
+        if frames <= 0:
+            return
+        per = ms / frames
+        self.cost_ms = per if self.cost_ms is None else (1 - self.smoothing) * self.cost_ms + self.smoothing * per
+
+    def limit(self) -> int:
+        """Frames one batch may hold: as many as fit in the budget (1 before anything was measured)."""
+        fit = 1 if self.cost_ms is None else max(1, int(self.budget_ms // max(self.cost_ms, 1e-3)))
+        return min(self.max_batch, fit)
+
+    def cut(self, frames: Iterable[Timed], now: float) -> tuple[list, int, int]:
+        """(frames to process, dropped as stale, dropped for overload)."""
+        latest: dict[str, Timed] = {}
+        stale = 0
+        for m in frames:
+            if m.camera in latest:
+                stale += 1
+            if m.camera not in latest or m.seq >= latest[m.camera].seq:
+                latest[m.camera] = m
+        order = sorted(latest.values(), key=lambda m: self.served.get(m.camera, 0.0))
+        keep = order[: self.limit()]
+        for m in keep:
+            self.served[m.camera] = now
+        return keep, stale, len(order) - len(keep)

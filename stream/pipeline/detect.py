@@ -1,0 +1,115 @@
+"""Detect stage: batches frames across cameras, finds faces, tracks them, gates on quality, aligns chips.
+
+Batching: up to ``max_batch`` frames or ``max_wait_ms``, whichever comes first. Live: waiting stops as
+soon as every camera has a frame in the batch, and ``decisions.LiveBatchCut`` keeps only the newest frame
+of each camera (older ones are counted as ``dropped_stale``) cut to what fits in ``live_budget_ms``, with
+cameras taking turns, so an overloaded detector drops frames (``dropped_overload``) instead of letting
+each batch, and so the latency, grow with the camera count.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import cv2
+import numpy as np
+
+from engines.detections import Detections
+from engines.embedder import Embedder
+from stream.config import Config
+from stream.loaders import pipeline_detector
+from stream.pipeline.decisions import LiveBatchCut
+from stream.pipeline.messages import Faces, Frame
+from stream.pipeline.stage import Stage, StageSpec
+from stream.pipeline.tracker import IouTracker
+
+log = logging.getLogger(__name__)
+
+
+def sharpness(chip: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey chip: low means blurred."""
+    return float(cv2.Laplacian(cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
+
+
+class DetectStage(Stage):
+    kind = name = "detect"
+
+    def __init__(self, spec: StageSpec) -> None:
+        super().__init__(spec)
+        self.cfg = Config.model_validate(spec.config)
+        self.detector = pipeline_detector(self.cfg)
+        self.tracker = IouTracker()
+        self.cameras = max(1, len([c for c in self.cfg.cameras if c.enabled]))
+        self.cut = LiveBatchCut(self.cfg.detect_batch.max_batch, self.cfg.detect_batch.live_budget_ms)
+        self.inp = self.pull(spec.endpoints["frames"])
+        self.out = self.push(spec.endpoints["faces"])
+
+    def gather(self) -> list[Frame]:
+        bc = self.cfg.detect_batch
+        if not self.live:
+            return self.gather_batch(self.inp, (Frame,), bc.max_wait_ms, lambda b: len(b) >= bc.max_batch)
+        # No point waiting once every camera (or as many as the budget allows) has a frame here.
+        want = min(self.cameras, self.cut.limit())
+        batch = self.gather_batch(self.inp, (Frame,), bc.max_wait_ms, lambda b: len({m.camera for m in b}) >= want)
+        if not batch:
+            return batch
+        pending = self.recv_all(self.inp, (Frame,))
+        self.metrics.queue_depth = len(pending)
+        keep, stale, overload = self.cut.cut(batch + pending, time.monotonic())
+        self.metrics.inc("dropped_stale", stale)
+        self.metrics.inc("dropped_overload", overload)
+        return keep
+
+    def loop_once(self) -> None:
+        batch = self.gather()
+        if not batch:
+            return
+        t0 = time.perf_counter()
+        frames = [m for m in batch if not m.eos and m.image is not None]
+        self.metrics.inc("frames_in", len(frames))
+        by_shape: dict[tuple, list[Frame]] = {}
+        for m in frames:
+            by_shape.setdefault(m.image.shape, []).append(m)
+        results: dict[int, Detections] = {}
+        for group in by_shape.values():
+            for m, faces in zip(group, self.detector.detect_batch([m.image for m in group])):
+                results[id(m)] = faces
+        if frames:
+            ms = (time.perf_counter() - t0) * 1000
+            self.metrics.batches.append(len(frames))
+            self.metrics.times_ms.append(ms)
+            self.cut.observe(len(frames), ms)
+        for m in batch:
+            if m.eos:
+                self.send(self.out, Faces(m.camera, m.seq, m.ts_capture, m.video_time, m.frame_index, eos=True), force=True)
+                continue
+            if id(m) in results:
+                self.emit(m, results[id(m)])
+
+    def emit(self, m: Frame, faces: Detections) -> None:
+        q = self.cfg.quality
+        keep = (faces.sizes >= self.cfg.min_face(m.camera)) & (faces.scores >= q.min_det_score)
+        chips, sharp = [], []
+        for i in np.flatnonzero(keep):
+            chip = Embedder.align(m.image, faces.landmarks[i])
+            s = sharpness(chip)
+            if s < q.min_sharpness:
+                keep[i] = False
+                continue
+            chips.append(chip)
+            sharp.append(s)
+        gated = int(len(faces) - keep.sum())
+        self.metrics.inc("faces_detected", len(faces))
+        self.metrics.inc("gated", gated)
+        if not keep.any():
+            return
+        f = faces.subset(keep)
+        t = m.video_time if m.video_time is not None else m.ts_capture
+        ids, _ = self.tracker.update(m.camera, f.boxes, t)
+        quality = f.scores * np.minimum(1.0, f.sizes / 100.0) * np.minimum(1.0, np.array(sharp) / 100.0)
+        out = Faces(m.camera, m.seq, m.ts_capture, m.video_time, m.frame_index, gated=gated, boxes=f.boxes,
+                    scores=f.scores, landmarks=f.landmarks, track_ids=ids, quality=quality.astype(np.float32),
+                    chips=np.stack(chips), image=m.image)
+        if self.send(self.out, out):
+            self.metrics.inc("faces_out", len(f))
+            self.metrics.inc("frames_out")

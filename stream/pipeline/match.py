@@ -1,0 +1,111 @@
+"""Match stage: HNSW 1:N search of each embedding, a per-track vote, and gallery hot reload.
+
+Each track keeps a ``decisions.TrackVote``: it becomes a watchlist hit when ``votes`` of its embeddings
+name the same identity at or above the threshold (one lucky frame does not raise an alarm) and "unknown"
+when that many matched nobody. Each track is decided once per identity; the alert stage applies the cooldown.
+The gallery is re-read when its generation changes on disk, so enrolling while running takes effect.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stream.config import Config
+from stream.pipeline.decisions import TrackVote
+from stream.pipeline.messages import Decision, Embeddings
+from stream.pipeline.stage import Stage, StageSpec
+from stream.store.gallery import DB_FILE, Gallery, GalleryError
+
+log = logging.getLogger(__name__)
+TRACK_FORGET_S = 120.0
+
+
+class MatchStage(Stage):
+    kind = name = "match"
+
+    def __init__(self, spec: StageSpec) -> None:
+        super().__init__(spec)
+        self.cfg = Config.model_validate(spec.config)
+        self.gallery_dir = Path(spec.options.get("gallery") or self.cfg.resolve(self.cfg.matching.gallery))
+        self.gallery: Gallery | None = None
+        self._next_check = 0.0
+        self.tracks: dict[int, TrackVote] = {}
+        self.inp = self.pull(spec.endpoints["embeddings"])
+        self.out = self.push(spec.endpoints["decisions"])
+        self.needed = min(self.cfg.matching.votes, self.cfg.matching.max_embeddings_per_track)
+        self.check_gallery()
+
+    def check_gallery(self) -> None:
+        """Open the gallery when it appears; reload it when its generation changed."""
+        self._next_check = time.monotonic() + self.cfg.matching.reload_interval_s
+        try:
+            if self.gallery is None:
+                if (self.gallery_dir / DB_FILE).is_file():
+                    self.gallery = Gallery(self.gallery_dir, readonly=True)
+                    log.info("gallery loaded: %d persons", len(self.gallery.persons()))
+            elif self.gallery.generation != self.gallery.loaded_generation:
+                self.gallery.reload()
+                self.metrics.inc("gallery_reloads")
+                log.info("gallery reloaded: %d persons", len(self.gallery.persons()))
+        except (GalleryError, OSError, Exception) as exc:  # a gallery mid-write: try again next time
+            log.warning("gallery not usable yet: %s", exc)
+        self.metrics.counters["gallery_samples"] = len(self.gallery) if self.gallery else 0
+
+    def loop_once(self) -> None:
+        if time.monotonic() >= self._next_check:
+            self.check_gallery()
+        batch = [m for m in [self.recv(self.inp, 200, (Embeddings,))] if m is not None]
+        if not batch:
+            return
+        batch += self.recv_all(self.inp, (Embeddings,), limit=256)
+        self.metrics.queue_depth = len(batch) - 1
+        t0 = time.perf_counter()
+        for m in batch:
+            if m.eos:
+                self.send(self.out, Decision(m.camera, m.ts_capture, 0, None, 0.0, 0.0, "eos",
+                                             video_time=m.video_time, frame_index=m.frame_index), force=True)
+                continue
+            self.handle(m)
+        self.metrics.times_ms.append((time.perf_counter() - t0) * 1000)
+        self.metrics.batches.append(len(batch))
+        if len(self.tracks) > 5000:
+            now = time.time()
+            self.tracks = {t: v for t, v in self.tracks.items() if now - v.last_seen < TRACK_FORGET_S}
+
+    def handle(self, m: Embeddings) -> None:
+        thr = self.cfg.matching.threshold
+        idx = np.flatnonzero(m.embedded) if m.embedded is not None else np.zeros(0, int)
+        cands = {}
+        if len(idx):
+            found = (self.gallery.search(m.embeddings[idx], k=self.cfg.matching.top_k) if self.gallery
+                     else [None] * len(idx))
+            cands = dict(zip(idx.tolist(), found))
+        self.metrics.inc("faces_in", len(m.track_ids))
+        self.metrics.inc("faces_matched", len(idx))
+        t = m.video_time if m.video_time is not None else m.ts_capture
+        for i, tid in enumerate(m.track_ids.tolist()):
+            tr = self.tracks.setdefault(tid, TrackVote(needed=self.needed, start=t))
+            tr.last_seen = time.time()
+            box = [round(float(v), 1) for v in m.boxes[i]]
+            if i in cands:
+                c = cands[i]
+                log.debug("track %s: %s %.4f", tid, c.identity if c else None, c.score if c else -1)
+                tr.add(c.accepted(thr) if c is not None else None, c.score if c is not None else -1.0)
+                decided = tr.decide()
+                if decided is not None:
+                    kind, ident, score = decided
+                    self.decide(m, i, tid, ident, score, kind, tr.start, box)
+            if not self.live:
+                ident = tr.identity()
+                self.send(self.out, Decision(m.camera, m.ts_capture, tid, ident, tr.best.get(ident, 0.0) if ident else 0.0,
+                                             thr, "observation", box, m.video_time, m.frame_index, tr.start))
+
+    def decide(self, m: Embeddings, i: int, tid: int, ident: str | None, score: float, kind: str, start: float,
+               box: list[float]) -> None:
+        self.metrics.inc(f"decisions_{kind}")
+        d = Decision(m.camera, m.ts_capture, tid, ident, float(score), self.cfg.matching.threshold, kind, box,
+                     m.video_time, m.frame_index, start, chip=m.chips[i], image=m.image)
+        self.send(self.out, d, force=True)  # decisions are rare and must not be lost

@@ -1,0 +1,206 @@
+"""Supervisor: starts every stage as its own process, watches heartbeats, restarts the dead, stops cleanly.
+
+A stage that dies (crash, SIGKILL, OOM) or stops heartbeating is restarted with a backoff; the others keep
+running, and ZeroMQ reconnects them by itself. SIGINT/SIGTERM stop every child (SIGTERM, then SIGKILL
+after a grace period) and remove the private ipc:// run directory. Metrics from the heartbeats are served
+with prometheus-client (127.0.0.1 by default) and summarised in a periodic log line.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+
+from stream.config import ENDPOINTS, Config
+from stream.pipeline.alert import AlertStage
+from stream.pipeline.capture import CaptureStage
+from stream.pipeline.detect import DetectStage
+from stream.pipeline.embed import EmbedStage
+from stream.pipeline.match import MatchStage
+from stream.pipeline.messages import Heartbeat, MessageError, decode
+from stream.pipeline.stage import Stage, StageSpec, stage_main
+
+log = logging.getLogger(__name__)
+STOP_GRACE_S = 5.0
+
+
+@dataclass
+class Child:
+    spec: StageSpec
+    name: str
+    proc: mp.Process | None = None
+    started: float = 0.0
+    last_beat: float = 0.0
+    restarts: int = 0
+    metrics: dict = field(default_factory=dict)
+    done: bool = False
+
+
+class Supervisor:
+    """Runs one pipeline: capture -> detect -> embed -> match -> ``final`` (the alert stage live; a recorded
+    run passes its own last stage, e.g. ``stream.scan``'s collector, so this module never imports upward)."""
+
+    def __init__(self, cfg: Config, *, live: bool = True, options: dict | None = None, log_level: int = logging.WARNING,
+                 serve_metrics: bool = True, final: type[Stage] = AlertStage) -> None:
+        self.cfg, self.live, self.options, self.log_level, self.final = cfg, live, options or {}, log_level, final
+        self.ctx = zmq.Context()
+        self.children: list[Child] = []
+        self.run_dir: Path | None = None
+        self.serve_metrics = serve_metrics and cfg.metrics.enabled
+        self._last_log = time.monotonic()
+        self._latency_seen = 0
+        self.prom = None
+
+    # ------------------------------------------------------------------ wiring
+    def endpoints(self) -> dict[str, str]:
+        s = self.cfg.sockets
+        base = Path(s.run_dir) if s.run_dir else None
+        self.run_dir = Path(tempfile.mkdtemp(prefix="facewatch-", dir=base))
+        os.chmod(self.run_dir, 0o700)
+        return {k: getattr(s, k) or f"ipc://{self.run_dir}/{k}" for k in ENDPOINTS}
+
+    def specs(self, ep: dict[str, str]) -> list[tuple[str, StageSpec]]:
+        conf = self.cfg.model_dump(mode="json")
+        mk = lambda cls, **opt: StageSpec(cls, conf, ep, self.live, opt, self.log_level)  # noqa: E731
+        out = [(self.final.kind, mk(self.final, **self.options)), ("match", mk(MatchStage, **self.options)),
+               ("embed", mk(EmbedStage)), ("detect", mk(DetectStage))]
+        if self.live:
+            for cam in self.cfg.cameras:
+                if cam.enabled:
+                    c = cam.model_dump(mode="json")
+                    out.append((f"capture:{cam.name}", mk(CaptureStage, camera=c, instance=f"capture:{cam.name}")))
+        else:
+            out.append(("capture", mk(CaptureStage, camera={"name": "scan"}, files=self.options["files"],
+                                      every=self.options.get("every", 1), instance="capture")))
+        return out
+
+    def start(self) -> None:
+        ep = self.endpoints()
+        self.control = self.ctx.socket(zmq.PULL)
+        self.control.setsockopt(zmq.LINGER, 0)
+        self.control.bind(ep["control"])
+        self.spawn = mp.get_context("spawn")
+        for name, spec in self.specs(ep):
+            child = Child(spec, name)
+            self.children.append(child)
+            self._start(child)
+        if self.serve_metrics:
+            from stream.outputs.prometheus import serve
+
+            self.prom = serve(self, self.cfg.metrics.host, self.cfg.metrics.port)
+
+    def _start(self, child: Child) -> None:
+        child.proc = self.spawn.Process(target=stage_main, args=(child.spec,), name=f"facewatch-{child.name}", daemon=False)
+        child.proc.start()
+        child.started = child.last_beat = time.monotonic()
+        log.info("started stage %s pid %d", child.name, child.proc.pid)
+
+    # ------------------------------------------------------------------ watching
+    def poll(self, timeout_s: float = 0.5) -> None:
+        """Read heartbeats for up to ``timeout_s``; restart dead or silent stages."""
+        end = time.monotonic() + timeout_s
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or not self.control.poll(int(left * 1000)):
+                break
+            parts = self.control.recv_multipart()
+            try:
+                hb = decode(parts, (Heartbeat,))
+            except MessageError as exc:
+                log.warning("skipped a malformed heartbeat: %s", exc)
+                continue
+            for c in self.children:
+                if c.name == hb.stage or c.spec.kind == hb.stage:
+                    c.last_beat, c.metrics = time.monotonic(), hb.metrics
+        now = time.monotonic()
+        for c in self.children:
+            if c.done or c.proc is None:
+                continue
+            dead = not c.proc.is_alive()
+            if dead and c.proc.exitcode == 0 and not self.live:
+                c.done = True  # a recorded-mode stage that finished its work
+                continue
+            silent = now - c.last_beat > self.cfg.supervisor.heartbeat_timeout_s + (20 if c.restarts == 0 and now - c.started < 60 else 0)
+            if dead or silent:
+                why = f"exited with {c.proc.exitcode}" if dead else "stopped heartbeating"
+                if not dead:
+                    c.proc.kill()
+                    c.proc.join(2)
+                backoff = min(self.cfg.supervisor.restart_backoff_s * (2 ** min(c.restarts, 5)), 30.0)
+                log.warning("stage %s %s; restarting (restart #%d)", c.name, why, c.restarts + 1)
+                if now - c.started > 60:
+                    c.restarts = 0  # it ran fine for a while: reset the backoff
+                time.sleep(min(backoff, 2.0) if c.restarts else 0.0)
+                c.restarts += 1
+                self._start(c)
+        if now - self._last_log >= self.cfg.metrics.log_interval_s:
+            self._last_log = now
+            log.info("metrics: %s", self.summary())
+
+    def summary(self) -> str:
+        parts = []
+        for c in self.children:
+            m = c.metrics
+            keys = ("frames_out", "faces_out", "faces_embedded", "alerts", "dropped", "dropped_stale", "dropped_overload", "gated", "proc_ms_p50", "latency_ms_p99")
+            vals = " ".join(f"{k}={m[k]:.0f}" if isinstance(m.get(k), float) else f"{k}={m[k]}" for k in keys if k in m)
+            parts.append(f"[{c.name} {vals} restarts={c.restarts}]")
+        return " ".join(parts)
+
+    def pids(self) -> dict[str, int]:
+        return {c.name: c.proc.pid for c in self.children if c.proc is not None and c.proc.is_alive()}
+
+    # ------------------------------------------------------------------ stopping
+    def stop(self) -> None:
+        for c in self.children:
+            if c.proc is not None and c.proc.is_alive():
+                c.proc.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for c in self.children:
+            if c.proc is not None:
+                c.proc.join(max(0.1, deadline - time.monotonic()))
+                if c.proc.is_alive():
+                    log.warning("stage %s did not stop in time; killing it", c.name)
+                    c.proc.kill()
+                    c.proc.join(2)
+        if self.prom is not None:
+            self.prom.shutdown()
+        self.ctx.destroy(linger=0)
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def run_until(sup: Supervisor, until, timeout_s: float | None = None, on_tick=None) -> bool:
+    """Run ``sup`` until ``until()`` is true (True), SIGINT/SIGTERM or the timeout (False); always stops it
+    cleanly, children included, whatever happens."""
+    stop = {"flag": False}
+
+    def handler(signum, _frame):
+        stop["flag"] = True
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    t0 = time.monotonic()
+    ok = False
+    try:
+        sup.start()
+        while not stop["flag"]:
+            sup.poll(0.25)
+            if on_tick:
+                on_tick(sup)
+            if until():
+                ok = True
+                break
+            if timeout_s is not None and time.monotonic() - t0 > timeout_s:
+                break
+    finally:
+        sup.stop()
+        for s, h in old.items():
+            signal.signal(s, h)
+    return ok
