@@ -260,7 +260,8 @@ def test_live_alert_webhook_retry_hmac_and_stage_restart(tmp_path, live_clip, as
         code = run.stop()
     assert code == 0, run.text()[-3000:]
     assert len(kids) >= 5, f"expected the stage processes as children of facewatch run, got {kids}"
-    assert not [k for k in kids if alive(k)], "stage processes still running after facewatch run stopped"
+    left = {k: Path(f"/proc/{k}/cmdline").read_bytes().replace(b"\0", b" ")[:200] for k in kids if alive(k)}
+    assert not left, f"processes still running after facewatch run stopped: {left}"
     # the private ipc:// run directory (sockets of every stage) is removed on stop
     assert list((tmp_path / "run").iterdir()) == []
 

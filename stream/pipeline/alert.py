@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 
 from engines.files import atomic_write_bytes
-from stream.config import Config
 from stream.outputs.console import ConsoleSink
 from stream.outputs.jsonl import JsonlSink
 from stream.outputs.webhook import WebhookSink
@@ -40,7 +39,6 @@ class AlertStage(Stage):
 
     def __init__(self, spec: StageSpec) -> None:
         super().__init__(spec)
-        self.cfg = Config.model_validate(spec.config)
         a = self.cfg.alerts
         self.rules = AlertRules({c.name: c.alert_on for c in self.cfg.cameras})
         self.cooldown = Cooldown(a.cooldown_s)

@@ -165,7 +165,7 @@ class LiveBatchCut:
                 stale += 1
             if m.camera not in latest or m.seq >= latest[m.camera].seq:
                 latest[m.camera] = m
-        order = sorted(latest.values(), key=lambda m: self.served.get(m.camera, 0.0))
+        order = sorted(latest.values(), key=lambda m: self.served.get(m.camera, float("-inf")))
         keep = order[: self.limit()]
         for m in keep:
             self.served[m.camera] = now

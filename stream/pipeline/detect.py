@@ -16,7 +16,6 @@ import numpy as np
 
 from engines.detections import Detections
 from engines.embedder import Embedder
-from stream.config import Config
 from stream.loaders import pipeline_detector
 from stream.pipeline.decisions import LiveBatchCut
 from stream.pipeline.messages import Faces, Frame
@@ -36,7 +35,6 @@ class DetectStage(Stage):
 
     def __init__(self, spec: StageSpec) -> None:
         super().__init__(spec)
-        self.cfg = Config.model_validate(spec.config)
         self.detector = pipeline_detector(self.cfg)
         self.tracker = IouTracker()
         self.cameras = max(1, len([c for c in self.cfg.cameras if c.enabled]))

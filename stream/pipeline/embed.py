@@ -12,7 +12,6 @@ import time
 import numpy as np
 
 from engines.embedder import EMBEDDING_DIM
-from stream.config import Config
 from stream.loaders import pipeline_embedder
 from stream.pipeline.decisions import EmbeddingBudget
 from stream.pipeline.messages import Embeddings, Faces
@@ -28,7 +27,6 @@ class EmbedStage(Stage):
 
     def __init__(self, spec: StageSpec) -> None:
         super().__init__(spec)
-        self.cfg = Config.model_validate(spec.config)
         self.embedder = pipeline_embedder(self.cfg)
         self.budget = EmbeddingBudget(self.cfg.matching.max_embeddings_per_track, forget_s=TRACK_FORGET_S)
         self.inp = self.pull(spec.endpoints["faces"])

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.config import Config
 from stream.pipeline.decisions import TrackVote
 from stream.pipeline.messages import Decision, Embeddings
 from stream.pipeline.stage import Stage, StageSpec
@@ -28,7 +27,6 @@ class MatchStage(Stage):
 
     def __init__(self, spec: StageSpec) -> None:
         super().__init__(spec)
-        self.cfg = Config.model_validate(spec.config)
         self.gallery_dir = Path(spec.options.get("gallery") or self.cfg.resolve(self.cfg.matching.gallery))
         self.gallery: Gallery | None = None
         self._next_check = 0.0

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import zmq
 
+from stream.config import Config
 from stream.pipeline.messages import Heartbeat, Message, MessageError, decode
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class Stage:
     def __init__(self, spec: StageSpec) -> None:
         logging.basicConfig(level=spec.log_level, format=f"%(asctime)s %(levelname)s {self.name}: %(message)s")
         self.spec = spec
+        self.cfg = Config.model_validate(spec.config)  # validated again here: a stage trusts nothing it is sent
         self.live = spec.live
         self.ctx = zmq.Context()
         self.metrics = StageMetrics()

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from engines.files import atomic_write_bytes
-from stream.config import Config
 from stream.pipeline.decisions import AlertRules, Cooldown
 from stream.pipeline.messages import CameraStatus, Decision
 from stream.pipeline.stage import Stage, StageSpec
@@ -20,7 +19,7 @@ class CollectStage(Stage):
 
     def __init__(self, spec: StageSpec) -> None:
         super().__init__(spec)
-        cfg = Config.model_validate(spec.config)
+        cfg = self.cfg
         self.console = cfg.alerts.sinks.console
         self.inp = self.pull(spec.endpoints["decisions"])
         self.builder = ScanReportBuilder(dict(spec.options["files"]), AlertRules({c.name: c.alert_on for c in cfg.cameras}),

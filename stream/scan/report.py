@@ -83,6 +83,6 @@ class ScanReportBuilder:
                 appear[tr.identity] = Appearance(first_seen=start, last_seen=end, best_score=best) if a is None else \
                     Appearance(first_seen=min(a.first_seen, start), last_seen=max(a.last_seen, end),
                                best_score=max(a.best_score, best))
-            out.append(v.report.model_copy(update={
+            out.append(v.report.model_copy(deep=True, update={
                 "appearances": appear, "track_identity": {k: t.identity for k, t in v.tracks.items()}}))
         return ScanReport(videos=out)
