@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from engines.backends.base import BackendName
 
@@ -114,13 +114,21 @@ class EmbedBatchConfig(BatchConfig):
 
 
 class WebhookConfig(_Strict):
-    """An HTTP POST of each alert's JSON, retried with backoff, optionally HMAC-signed."""
+    """An HTTP POST of each alert's JSON, optionally HMAC-signed; retried as ``alerts.delivery`` says."""
 
     url: str = Field(..., pattern=r"^https?://", description="receiver URL")
     secret_env: str | None = Field(None, description="name of the env var holding the HMAC-SHA256 key (never the key itself)")
     timeout_s: float = Field(3.0, gt=0, description="per-request timeout")
-    retries: int = Field(5, ge=0, description="retries after the first attempt")
-    backoff_s: float = Field(0.5, gt=0, description="first retry delay; doubles each retry (at most 30 s)")
+
+
+class DeliveryConfig(_Strict):
+    """How sink deliveries are retried. Each delivery is an outbox entry in the event store, so retries survive
+    restarts, and each sink retries on its own so a dead receiver never delays another sink or the next alert."""
+
+    backoff_s: float = Field(1.0, gt=0, description="first retry delay; doubles each retry up to max_backoff_s")
+    max_backoff_s: float = Field(60.0, gt=0, description="longest delay between two tries of one delivery")
+    give_up_after_s: float = Field(6 * 3600.0, gt=0, description="a delivery still failing this long after its alert is marked failed (events redeliver resends it)")
+    concurrency: int = Field(4, ge=1, le=64, description="deliveries in flight at once, per sink")
 
 
 class SinksConfig(_Strict):
@@ -139,6 +147,7 @@ class AlertConfig(_Strict):
     store: Path = Field(Path("events.sqlite"), description="event store (SQLite), written before any delivery")
     snapshots: Path = Field(Path("snapshots"), description="directory of face-chip and full-frame JPEGs")
     sinks: SinksConfig = Field(default_factory=SinksConfig, description="alert deliveries")
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig, description="retries of sink deliveries")
 
 
 class MetricsConfig(_Strict):
@@ -160,10 +169,10 @@ class SocketsConfig(_Strict):
     decisions: str | None = Field(None, description="match (and capture status) -> alert")
     control: str | None = Field(None, description="every stage -> supervisor (heartbeats)")
 
-    @field_validator("frames", "faces", "embeddings", "decisions", "control")
+    @field_validator("*")
     @classmethod
-    def _endpoint(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("ipc://", "tcp://", "inproc://")):
+    def _endpoint(cls, v: Any, info: ValidationInfo) -> Any:
+        if info.field_name != "run_dir" and v is not None and not v.startswith(("ipc://", "tcp://", "inproc://")):
             raise ValueError("endpoint must start with ipc://, tcp:// or inproc://")
         return v
 
@@ -177,6 +186,15 @@ class SupervisorConfig(_Strict):
 
     heartbeat_timeout_s: float = Field(10.0, gt=0, description="a stage silent this long is killed and restarted")
     restart_backoff_s: float = Field(1.0, gt=0, description="first restart delay; doubles with repeated restarts")
+    max_restarts: int = Field(5, ge=1, description="restarts of one stage within restart_window_s after which run stops with exit status 1 instead of looking healthy")
+    restart_window_s: float = Field(120.0, gt=0, description="the window max_restarts counts in")
+
+
+class TrackingConfig(_Strict):
+    """When a camera's tracks end, so that a person seen again after a cut is matched (and alerted) anew."""
+
+    max_gap_s: float = Field(2.0, gt=0, description="a track not seen for this long ends; a camera silent this long ends all its tracks")
+    cut_threshold: float = Field(0.5, gt=0, le=2, description="scene-cut detector: Bhattacharyya distance between the colour histograms of consecutive frames above which every track of the camera ends")
 
 
 class Config(_Strict):
@@ -189,6 +207,7 @@ class Config(_Strict):
     quality: QualityConfig = Field(default_factory=QualityConfig, description="quality gate")
     matching: MatchingConfig = Field(default_factory=MatchingConfig, description="1:N matching")
     cameras: list[CameraConfig] = Field(default_factory=list, description="live cameras; see config/example.yaml")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="face tracks")
     detect_batch: DetectBatchConfig = Field(default_factory=DetectBatchConfig, description="detector batching")
     embed_batch: EmbedBatchConfig = Field(default_factory=EmbedBatchConfig, description="embedder batching")
     alerts: AlertConfig = Field(default_factory=AlertConfig, description="alerting")

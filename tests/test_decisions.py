@@ -183,19 +183,14 @@ class TestCooldown:
         assert not c.allow("cam", "alice", 119.0)  # cooldown restarted at 110
         assert c.allow("cam", "alice", 120.0)
 
-    def test_other_identity_not_suppressed(self):
+    @pytest.mark.parametrize("first, second", [(("cam", "alice"), ("cam", "bob")), (("door", "alice"), ("hall", "alice"))],
+                             ids=["other identity", "other camera"])
+    def test_other_key_not_suppressed(self, first, second):
         c = Cooldown(10.0)
-        assert c.allow("cam", "alice", 0.0)
-        assert c.allow("cam", "bob", 1.0)
-        assert not c.allow("cam", "alice", 2.0)
-        assert not c.allow("cam", "bob", 2.0)
-
-    def test_other_camera_not_suppressed(self):
-        c = Cooldown(10.0)
-        assert c.allow("door", "alice", 0.0)
-        assert c.allow("hall", "alice", 1.0)
-        assert not c.allow("door", "alice", 5.0)
-        assert not c.allow("hall", "alice", 5.0)
+        assert c.allow(*first, 0.0)
+        assert c.allow(*second, 1.0)
+        assert not c.allow(*first, 5.0)
+        assert not c.allow(*second, 5.0)
 
     def test_suppressed_attempts_do_not_restart_cooldown(self):
         c = Cooldown(10.0)

@@ -204,7 +204,7 @@ def test_live_alert_webhook_retry_hmac_and_stage_restart(tmp_path, live_clip, as
                        [{"name": "door", "source": str(live_clip), "fps": 8, "replay": True}],
                        alerts={"cooldown_s": 0, "sinks": {"console": True, "jsonl": "alerts.jsonl",
                                                           "webhook": {"url": webhook_server, "secret_env": "FW_TEST_SECRET",
-                                                                      "retries": 4, "backoff_s": 0.2}}},
+                                                                      }}, "delivery": {"backoff_s": 0.2}},
                        sockets={"frames": frames_ep, "run_dir": str(tmp_path / "run")})
     (tmp_path / "run").mkdir()
     os.environ["FW_TEST_SECRET"] = "s3cret"

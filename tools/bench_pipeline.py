@@ -184,7 +184,7 @@ def stages_alone(cfg: Config, work: Path, gallery: Path, clip: Path, frames: int
     del emb_msgs
     report.unlink(missing_ok=True)
     _, secs = Alone(cfg, CollectStage, opts).run("decisions", None, dec_msgs, lambda _p: report.exists())
-    stages["alert"] = frames / secs
+    stages["collect"] = frames / secs
     return stages
 
 
@@ -210,9 +210,9 @@ def live(cfg: Config, work: Path, clip: Path, n_cams: int, fps: float, seconds: 
     finally:
         sup.stop()
     store = EventStore(c.resolve(c.alerts.store))
-    evs = [e for e in store.events() if e["ts_capture"] >= t_start + warmup_s]
+    evs = [e for e in store.events() if e.ts_capture >= t_start + warmup_s]
     store.close()
-    lat = np.array([e["latency_ms"] for e in evs]) if evs else np.array([np.nan])
+    lat = np.array([e.latency_ms for e in evs]) if evs else np.array([np.nan])
     m = {ch.name: ch.metrics for ch in sup.children}
     cap = [v for k, v in m.items() if k.startswith("capture:")]
     det = m.get("detect", {})

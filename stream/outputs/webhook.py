@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from stream.config import WebhookConfig
+from stream.config import DeliveryConfig, WebhookConfig
 from stream.records import Event
 from stream.store.events import EventStore
 
@@ -27,9 +27,9 @@ SIGNATURE_HEADER = "X-Facewatch-Signature"
 
 
 class WebhookSink(threading.Thread):
-    def __init__(self, cfg: WebhookConfig, store_path: Path) -> None:
+    def __init__(self, cfg: WebhookConfig, delivery: DeliveryConfig, store_path: Path) -> None:
         super().__init__(daemon=True)
-        self.cfg = cfg
+        self.cfg, self.delivery = cfg, delivery
         self.store_path = store_path
         self.q: queue.Queue[Event | None] = queue.Queue()
         self.secret = os.environ.get(cfg.secret_env, "").encode() if cfg.secret_env else b""
@@ -57,8 +57,8 @@ class WebhookSink(threading.Thread):
             assert e.id is not None, "events are stored before delivery"
             body = json.dumps(e.public()).encode()
             headers = {"Content-Type": "application/json", **self.sign(body)}
-            delay = self.cfg.backoff_s
-            for attempt in range(1, self.cfg.retries + 2):
+            delay = self.delivery.backoff_s
+            for attempt in range(1, 6):
                 try:
                     r = self.session.post(self.cfg.url, data=body, headers=headers, timeout=self.cfg.timeout_s)
                     if 200 <= r.status_code < 300:
@@ -70,7 +70,7 @@ class WebhookSink(threading.Thread):
                 store.set_webhook(e.id, "pending", attempt)
                 log.warning("webhook delivery of event %s failed (%s), attempt %d", e.id, why, attempt)
                 time.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, self.delivery.max_backoff_s)
             else:
-                store.set_webhook(e.id, "failed", self.cfg.retries + 1)
+                store.set_webhook(e.id, "failed", 5)
         store.close()

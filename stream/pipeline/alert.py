@@ -49,7 +49,7 @@ class AlertStage(Stage):
         self.snap_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.snap_dir, 0o700)
         self.console = ConsoleSink() if a.sinks.console else None
-        self.webhook = WebhookSink(a.sinks.webhook, self.store_path) if a.sinks.webhook else None
+        self.webhook = WebhookSink(a.sinks.webhook, a.delivery, self.store_path) if a.sinks.webhook else None
         # Synchronous sinks first; the webhook queues (it retries from the store on its own thread).
         self.sinks = [s for s in (self.console, JsonlSink(self.cfg.resolve(a.sinks.jsonl)) if a.sinks.jsonl else None,
                                   ZmqPubSink(self.ctx, a.sinks.zmq_pub) if a.sinks.zmq_pub else None, self.webhook) if s]
