@@ -136,7 +136,7 @@ class SinksConfig(_Strict):
 
     console: bool = Field(True, description="one line per alert on stdout")
     jsonl: Path | None = Field(None, description="path of a JSON-lines file, or null")
-    webhook: WebhookConfig | None = Field(None, description="{url, secret_env, timeout_s, retries, backoff_s}, or null")
+    webhook: WebhookConfig | None = Field(None, description="{url, secret_env, timeout_s}, or null; retries follow alerts.delivery")
     zmq_pub: str | None = Field(None, description="ZeroMQ PUB endpoint to publish events on (e.g. tcp://127.0.0.1:5599), or null")
 
 
@@ -233,16 +233,48 @@ class Config(_Strict):
         return self.quality.min_face if own is None else own
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
+    """The mapping in ``path`` and its YAML node tree (for line numbers), or ``ConfigError`` saying what is wrong."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a config is UTF-8 YAML)") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: not a text file (a config is UTF-8 YAML)")
+    try:
+        data = yaml.safe_load(text) or {}
+        node = yaml.compose(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    return data
+        raise ConfigError(f"{path}: the top level must be a mapping of settings, not {type(data).__name__}")
+    return data, node
+
+
+def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
+    """The 1-based line of the value at ``loc`` (pydantic's error location) in the YAML node tree."""
+    line = None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if getattr(k, "value", None) == str(key)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            break
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -255,10 +287,11 @@ def _merge(base: dict, over: dict) -> dict:
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """The model's defaults, overridden by the YAML file ``path`` and then by ``overrides``."""
     data: dict[str, Any] = {}
+    node = None
     src = "defaults"
     if path is not None:
         p = Path(path)
-        data = _read_yaml(p)
+        data, node = _read_yaml(p)
         src = str(p)
     if overrides:
         data = _merge(data, overrides)
@@ -267,8 +300,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first["loc"]) or "(top level)"
+        line = _line_of(node, tuple(first["loc"]))
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{src}: {where}: {first['msg']}{more}") from None
+        raise ConfigError(f"{src}{f':{line}' if line else ''}: {where}: {first['msg']}{more}") from None
     if cfg.home is not None:
         os.environ.setdefault("FACEWATCH_HOME", str(cfg.home))
     return cfg

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 EventKind = Literal["watchlist", "unknown"]
-WebhookState = Literal["none", "pending", "delivered", "failed"]
+DeliveryState = Literal["pending", "delivered", "failed"]
 
 
 class _Record(BaseModel):
@@ -35,10 +35,10 @@ class Event(_Record):
     box: list[float] | None = None
     chip_path: str | None = None
     frame_path: str | None = None
-    webhook_state: WebhookState = "none"
-    webhook_attempts: int = 0
+    deliveries: dict[str, DeliveryState] | None = Field(
+        None, description="sink -> delivery state, filled by the event store; None = not looked up")
 
-    #: What leaves the machine (sinks, ``events --json``): no delivery bookkeeping, no images.
+    #: What sinks send: no delivery bookkeeping, no images (``events --json`` adds ``deliveries``).
     PUBLIC_FIELDS: ClassVar[tuple[str, ...]] = ("id", "ts", "ts_capture", "camera", "kind", "identity", "score", "threshold",
                                       "track_id", "latency_ms", "box", "chip_path", "frame_path")
 
@@ -76,20 +76,40 @@ class Appearance(_Record):
 
 
 class VideoReport(_Record):
-    """The result for one video file. ``error`` is set when the file could not be read."""
+    """The result for one video file, and how much of the file it covers.
+
+    ``status``: "complete" (the file read to its end), "partial" (decoding stopped before the frame count the
+    container announces, or frames failed to decode: events and appearances cover only what was read) or
+    "failed" (not opened, or no frame decoded); ``reason`` says why in one line, None when complete. Why
+    counts and a status, not an error string: a truncated file used to look like a clean success.
+    """
 
     file: str
     camera: str
-    frames: int = 0
-    error: str | None = None
+    status: Literal["complete", "partial", "failed"]
+    reason: str | None = Field(None, description="why the file is partial or failed (one line); None when complete")
+    frames_expected: int | None = Field(None, ge=0, description="the container's frame count (or duration x fps); "
+                                                                "None when the container does not say")
+    frames_decoded: int = Field(0, ge=0, description="frames decoded from the file")
+    frames_processed: int = Field(0, ge=0, description="frames sent through the pipeline (every --every-th)")
+    decode_errors: int = Field(0, ge=0, description="frames that failed to decode")
     events: list[ScanEvent] = Field(default_factory=list)
     appearances: dict[str, Appearance] = Field(default_factory=dict)
     track_identity: dict[str, str | None] = Field(default_factory=dict, description="track id -> identity")
     observations: list[tuple[int, int, list[float]]] | None = Field(
         None, description="(frame index, track id, box) of every face, kept only for --annotate")
 
+    def model_post_init(self, _context: object) -> None:
+        """A report that is not complete must say why, and a complete one must not carry a reason."""
+        if (self.status == "complete") != (self.reason is None):
+            raise ValueError("reason must be given exactly when status is not complete")
+
     def human_lines(self) -> list[str]:
-        lines = [f"{self.file}: {self.frames} frames" + (f"  ERROR: {self.error}" if self.error else "")]
+        expected = "?" if self.frames_expected is None else str(self.frames_expected)
+        head = (f"{self.file}: {self.status if self.status == 'complete' else self.status.upper()}, "
+                f"{self.frames_decoded} of {expected} frames decoded, {self.frames_processed} processed")
+        head += f", {self.decode_errors} decode errors" if self.decode_errors else ""
+        lines = [head + (f": {self.reason}" if self.reason else "")]
         lines += [f"  t={e.video_time:.2f}s frame {e.frame_index}: {e.identity or 'UNKNOWN'} score {e.score:.4f}"
                   for e in self.events]
         lines += [f"  {n}: first {a.first_seen:.2f}s last {a.last_seen:.2f}s best {a.best_score:.4f}"

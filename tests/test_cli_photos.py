@@ -20,8 +20,20 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run(*args: str):
+    """``facewatch --json ARGS``: (exit status, the JSON answer, the error message then stderr's lines).
+
+    Under ``--json`` an error is one JSON object on stdout with a stable code and the exit status; it is
+    checked here for every failing call, so each test below also checks the machine-readable contract.
+    """
     res = CliRunner().invoke(main, ["--json", *args], catch_exceptions=False)
-    return res.exit_code, (json.loads(res.stdout) if res.exit_code == 0 and res.stdout.strip() else None), res.stderr
+    if res.exit_code == 0:
+        return 0, (json.loads(res.stdout) if res.stdout.strip() else None), res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 1, res.stdout
+    err = json.loads(lines[0])
+    assert err["exit_status"] == res.exit_code and err["error"]["code"] and "\n" not in err["error"]["message"]
+    assert "Traceback" not in res.stderr
+    return res.exit_code, None, "\n".join([err["error"]["message"], *res.stderr.strip().splitlines()])
 
 
 @pytest.fixture(scope="module")
@@ -143,12 +155,16 @@ main()
 """
 
 
-def test_enrollment_killed_mid_way_leaves_previous_gallery(tmp_path, astronaut_jpg):
+def test_enrollment_killed_mid_way_leaves_previous_gallery(tmp_path, astronaut_jpg, astronaut_bgr):
     g = tmp_path / "g"
     code, _, err = run("gallery", "enroll", "--gallery", str(g), "first", str(astronaut_jpg))
     assert code == 0, err
+    photos = []  # 30 different files (a repeated photo is skipped): the same face at slightly different sizes
+    for i in range(30):
+        photos.append(tmp_path / f"second{i}.jpg")
+        cv2.imwrite(str(photos[-1]), cv2.resize(astronaut_bgr, (500 + i, 500 + i)))
     for delay in (0.5, 1.5, 2.5, 3.5):
-        proc = subprocess.Popen([sys.executable, "-c", ENROLL_LOOP, str(g), "second"] + [str(astronaut_jpg)] * 30,
+        proc = subprocess.Popen([sys.executable, "-c", ENROLL_LOOP, str(g), "second"] + [str(p) for p in photos],
                                 cwd=REPO, env={**os.environ}, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)

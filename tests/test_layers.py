@@ -22,6 +22,7 @@ LAYERS: list[tuple[int, str, tuple[str, ...]]] = [
     (11, "loaders", ("stream.loaders",)),
     (20, "store", ("stream.store",)),
     (30, "outputs", ("stream.outputs",)),
+    (35, "preflight", ("stream.preflight",)),
     (40, "pipeline", ("stream.pipeline",)),
     (40, "eval", ("stream.eval",)),
     (50, "scan", ("stream.scan",)),

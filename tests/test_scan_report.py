@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import pytest
 
+from pydantic import ValidationError
+
 from stream.pipeline.decisions import AlertRules, Cooldown
-from stream.records import Appearance, ScanEvent, ScanReport
-from stream.scan.report import ScanReportBuilder
+from stream.pipeline.messages import SourceSummary
+from stream.records import Appearance, ScanEvent, ScanReport, VideoReport
+from stream.scan.report import NOT_READ, ScanReportBuilder, allowed_shortfall, video_status
 
 BOX = [10.0, 20.0, 50.0, 80.0]
 
@@ -19,6 +22,14 @@ def dec(b: ScanReportBuilder, kind: str, track: int, identity: str | None = None
         camera: str = "door", t: float | None = 0.0, frame: int | None = 0, start: float | None = 0.0,
         box=None, threshold: float = 0.5):
     return b.decision(camera, kind, track, identity, score, threshold, t, frame, start, list(box or BOX))
+
+
+def read(camera: str, expected: int | None = 100, decoded: int = 100, processed: int | None = None, errors: int = 0,
+         failure: str | None = None) -> SourceSummary:
+    """What capture would report of one file."""
+    return SourceSummary(camera, 0.0, frames_expected=expected, frames_decoded=decoded,
+                         frames_processed=decoded if processed is None else processed, decode_errors=errors,
+                         failure=failure)
 
 
 def video(report: ScanReport, camera: str):
@@ -205,39 +216,87 @@ class TestAppearances:
         assert video(r, "hall").appearances == {}
 
 
+# ----------------------------------------------------------------------------------------- status
+class TestStatus:
+    def test_complete_when_every_announced_frame_decoded(self):
+        assert video_status(105, 105, 0, None) == ("complete", None)
+        assert video_status(None, 40, 0, None) == ("complete", None)  # the container says nothing: nothing missing
+
+    def test_tolerance_is_one_frame_or_one_percent(self):
+        assert allowed_shortfall(30) == 1 and allowed_shortfall(1000) == 10
+        assert video_status(30, 29, 0, None)[0] == "complete"
+        assert video_status(30, 28, 0, None)[0] == "partial"
+        assert video_status(1000, 990, 0, None)[0] == "complete"
+        assert video_status(1000, 989, 0, None)[0] == "partial"
+
+    def test_partial_when_decoding_stopped_early(self):
+        status, reason = video_status(105, 48, 0, None)
+        assert status == "partial" and "48 of the 105" in reason and "\n" not in reason
+
+    def test_partial_on_decode_errors_even_with_every_frame(self):
+        status, reason = video_status(30, 30, 2, None)
+        assert status == "partial" and "2 frame(s) failed to decode" in reason
+        status, reason = video_status(30, 10, 2, None)  # both problems, one line
+        assert status == "partial" and "10 of the 30" in reason and "failed to decode" in reason
+
+    def test_failed_when_not_opened_or_nothing_decoded(self):
+        assert video_status(None, 0, 0, "no such file") == ("failed", "no such file")
+        status, reason = video_status(105, 0, 0, None)
+        assert status == "failed" and "no frame could be decoded of the 105" in reason
+        assert video_status(None, 0, 0, None)[0] == "failed"
+
+    def test_record_refuses_a_status_without_reason_and_a_complete_with_one(self):
+        VideoReport(file="a.mp4", camera="a", status="complete")
+        with pytest.raises(ValidationError):
+            VideoReport(file="a.mp4", camera="a", status="partial")
+        with pytest.raises(ValidationError):
+            VideoReport(file="a.mp4", camera="a", status="complete", reason="all fine")
+        with pytest.raises(ValidationError):
+            VideoReport(file="a.mp4", camera="a", status="half", reason="x")
+        with pytest.raises(ValidationError):
+            VideoReport(file="a.mp4", camera="a", status="complete", frames_decoded=-1)
+
+
 # ----------------------------------------------------------------------------------------- sources
 class TestSources:
-    def test_complete_only_after_every_source_ended(self):
+    def test_complete_only_after_every_source_ended_and_was_summarised(self):
         b = builder({"a": "a.mp4", "b": "b.mp4", "c": "c.mp4"})
         assert not b.complete
-        b.end("a", 100)
+        b.end("a")
+        b.source(read("a"))
         assert not b.complete
-        b.end("c", 50)
+        b.source(read("c"))  # the summary may come first ...
+        b.end("c")
         assert not b.complete
-        b.end("nowhere", 1)
+        b.end("nowhere")
+        b.source(read("nowhere"))
         assert not b.complete
-        b.end("b", 0)
+        b.end("b")  # ... or the end of stream
+        assert not b.complete
+        b.source(read("b"))
         assert b.complete
 
-    def test_end_sets_frames(self):
-        b = builder({"a": "a.mp4", "b": "b.mp4"})
-        b.end("a", 123)
+    def test_counts_and_status_come_from_the_summary(self):
+        b = builder({"a": "a.mp4", "b": "b.mp4", "c": "c.mp4"})
+        b.source(read("a", expected=120, decoded=120, processed=40))
+        b.source(read("b", expected=105, decoded=48))
+        b.source(read("c", expected=None, decoded=0, failure="a FIFO (named pipe), not a regular file: not opened"))
         r = b.build()
-        assert video(r, "a").frames == 123
-        assert video(r, "b").frames == 0
+        a, bb, c = (video(r, n) for n in "abc")
+        assert (a.status, a.reason, a.frames_expected, a.frames_decoded, a.frames_processed, a.decode_errors) == \
+            ("complete", None, 120, 120, 40, 0)
+        assert (bb.status, bb.frames_expected, bb.frames_decoded) == ("partial", 105, 48) and "48 of the 105" in bb.reason
+        assert (c.status, c.frames_expected, c.frames_decoded) == ("failed", None, 0) and "FIFO" in c.reason
+        assert a.human_lines()[0] == "a.mp4: complete, 120 of 120 frames decoded, 40 processed"
+        assert bb.human_lines()[0].startswith("b.mp4: PARTIAL, 48 of 105 frames decoded, 48 processed: decoding stopped")
+        assert c.human_lines()[0] == "c.mp4: FAILED, 0 of ? frames decoded, 0 processed: " \
+                                     "a FIFO (named pipe), not a regular file: not opened"
 
-    def test_source_failed_sets_error(self):
-        b = builder({"a": "a.mp4", "b": "b.mp4"})
-        b.source_failed("a", "cannot open a.mp4")
-        b.source_failed("nowhere", "ignored")
-        assert not b.complete  # a failure is not an end
-        b.end("a", 0)
-        b.end("b", 10)
-        assert b.complete
-        r = b.build()
-        assert video(r, "a").error == "cannot open a.mp4"
-        assert video(r, "b").error is None
-        assert "ERROR: cannot open a.mp4" in video(r, "a").human_lines()[0]
+    def test_a_source_never_summarised_is_failed_not_clean(self):
+        b = builder({"a": "a.mp4"})
+        b.end("a")
+        v = b.build().videos[0]
+        assert (v.status, v.reason, v.frames_decoded, v.frames_expected) == ("failed", NOT_READ, 0, None)
 
     def test_videos_in_input_order_with_files(self):
         b = builder({"z": "/v/z.mp4", "a": "/v/a.mp4", "m": "/v/m.mp4"})
@@ -278,17 +337,19 @@ class TestBuild:
         dec(b, "watchlist", 1, "alice", 0.81234567, camera="door", t=1.25, frame=30, start=0.5)
         dec(b, "unknown", 2, None, 0.12, camera="door", t=2.0, frame=48, start=1.0)
         dec(b, "watchlist", 5, "bob", 0.7, camera="hall", t=3.0, frame=72, start=None)
-        b.end("door", 240)
-        b.source_failed("hall", "decoder error")
-        b.end("hall", 80)
+        b.source(read("door", expected=240, decoded=240))
+        b.end("door")
+        b.source(read("hall", expected=100, decoded=80, errors=3))
+        b.end("hall")
         return b
 
     def test_returns_scan_report(self):
         r = self._full().build()
         assert isinstance(r, ScanReport)
         door, hall = r.videos
-        assert (door.camera, door.frames, door.error) == ("door", 240, None)
-        assert (hall.camera, hall.frames, hall.error) == ("hall", 80, "decoder error")
+        assert (door.camera, door.frames_decoded, door.status, door.reason) == ("door", 240, "complete", None)
+        assert (hall.camera, hall.frames_decoded, hall.decode_errors, hall.status) == ("hall", 80, 3, "partial")
+        assert "80 of the 100" in hall.reason and "3 frame(s) failed to decode" in hall.reason
         assert [(e.kind, e.identity, e.score) for e in door.events] == [("watchlist", "alice", 0.8123), ("unknown", None, 0.12)]
         assert [e.identity for e in hall.events] == ["bob"]
         assert door.appearances == {"alice": Appearance(first_seen=0.5, last_seen=1.25, best_score=0.81234567)}

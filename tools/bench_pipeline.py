@@ -223,7 +223,7 @@ def live(cfg: Config, work: Path, clip: Path, n_cams: int, fps: float, seconds: 
             "detect_fps": det.get("frames_in", 0) / (time.time() - t_start),
             "dropped": sum(v.get("dropped", 0) for v in m.values()),
             "dropped_stale": sum(v.get("dropped_stale", 0) + v.get("dropped_overload", 0) for v in m.values()),
-            "restarts": sum(ch.restarts for ch in sup.children)}
+            "restarts": sum(ch.total_restarts for ch in sup.children)}
 
 
 # ----------------------------------------------------------------------------- main

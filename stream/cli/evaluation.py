@@ -5,8 +5,12 @@ from pathlib import Path
 
 import click
 
-from stream.cli.common import Group, UserError, emit, get_analyzer, get_config, json_option, wants_json
+from stream.cli.common import (Group, UserError, emit, get_analyzer, get_config, json_option, register_error,
+                               show_progress)
+from stream.eval.photos import EvalError
 from stream.eval.rates import RateAt
+
+register_error(EvalError, "eval_input")
 
 
 def _rate_lines(rates: list[RateAt], kind: str, false: str) -> list[str]:
@@ -35,7 +39,7 @@ def eval_verify(ctx: click.Context, pairs_file: str, root: str, plot: str | None
     from stream.eval.verify import evaluate_verify
 
     rep = evaluate_verify(get_analyzer(ctx), Path(pairs_file), Path(root), plot=Path(plot) if plot else None,
-                          progress=not wants_json(ctx))
+                          progress=show_progress(ctx))
     lines = [f"pairs: {rep.genuine} same + {rep.impostor} different; images {rep.images}, without a face {rep.failed_images} ({rep.failure_policy})",
              f"10-fold accuracy: {rep.accuracy_mean:.4f} +- {rep.accuracy_std:.4f}", f"ROC AUC: {rep.auc:.4f}"]
     lines += _rate_lines(rep.tar_at_far, "TAR", "FAR")
@@ -55,7 +59,7 @@ def eval_identify(ctx: click.Context, root: str, enroll_k: int, only: str | None
 
     cfg = get_config(ctx)
     rep = evaluate_identify(get_analyzer(ctx), Path(root), enroll=enroll_k, threshold=cfg.matching.threshold, only=only,
-                            plot=Path(plot) if plot else None, progress=not wants_json(ctx))
+                            plot=Path(plot) if plot else None, progress=show_progress(ctx))
     lines = [f"identities {rep.identities}: enrolled {rep.enrolled_identities} x {rep.enroll_per_identity} photos; "
              f"mated probes {rep.mated_probes}, non-mated {rep.nonmated_probes}",
              f"rank-1 identification rate: {rep.rank1:.4f}"]
@@ -100,9 +104,11 @@ def calibrate(ctx: click.Context, pairs_file: str, root: str, target_far: float,
 
     try:
         res = calibrate_from_pairs(get_analyzer(ctx), Path(pairs_file), Path(root), target_far, gallery_size,
-                                   progress=not wants_json(ctx))
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+                                   progress=show_progress(ctx))
+    except EvalError:
+        raise
+    except ValueError as exc:  # the data cannot support the target (too few impostors)
+        raise UserError(str(exc), code="eval_input") from None
     if write_to:
         write_threshold(Path(write_to), res)
         res["written_to"] = write_to

@@ -1,6 +1,7 @@
-"""``gallery enroll | list | remove``: the watchlist."""
+"""``gallery enroll | list | remove | check | repair``: the watchlist."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import click
@@ -8,12 +9,39 @@ import numpy as np
 
 from stream.cli.common import Group, NoFaceError, emit, gallery_dir, gallery_option, get_analyzer, json_option, one_face
 from stream.media.images import ImageError
-from stream.store.gallery import DB_FILE, Gallery, GalleryError
+from stream.store.gallery import Gallery, GalleryError, GalleryHealth, check, normalize_name, repair, writer_preflight
 
 
 @click.group(cls=Group)
 def gallery() -> None:
-    """Enroll, list and remove watchlist persons."""
+    """Enroll, list, remove, check and repair watchlist persons."""
+
+
+class _Repeat(ValueError):
+    """A photo given twice in one enrollment: skipped like a photo without a face."""
+
+
+def _same_photo(images: tuple[str, ...]) -> dict[int, str]:
+    """For each photo that repeats an earlier one (the same file, or identical bytes): that earlier one, by
+    position. A repeat would weigh one photo twice in the person's samples."""
+    seen: dict[tuple[str, str], str] = {}
+    dupes: dict[int, str] = {}
+    for i, path in enumerate(images):
+        p = Path(path)
+        keys: list[tuple[str, str]] = []
+        try:
+            keys.append(("file", str(p.resolve())))
+            if p.is_file():
+                with open(p, "rb") as fh:
+                    keys.append(("bytes", hashlib.file_digest(fh, "sha256").hexdigest()))
+        except OSError:
+            pass  # unreadable: load_image gives the verdict
+        earlier = next((seen[k] for k in keys if k in seen), None)
+        if earlier is not None:
+            dupes[i] = earlier
+        for k in keys:
+            seen.setdefault(k, path)
+    return dupes
 
 
 @gallery.command("enroll")
@@ -24,25 +52,38 @@ def gallery() -> None:
 @json_option
 @click.pass_context
 def gallery_enroll(ctx: click.Context, name: str, images: tuple[str, ...], largest: bool, gallery: str | None) -> None:
-    """Enroll NAME from one or more photos, each showing one face."""
+    """Enroll NAME from one or more photos, each showing one face.
+
+    A photo that gives no usable face, or repeats another of the same call, is skipped with a warning."""
+    name = normalize_name(name)
+    d = gallery_dir(ctx, gallery)
+    writer_preflight(d)  # a gallery we must not write is refused before the slow part
     analyzer = get_analyzer(ctx)
-    embeddings, sources, skipped = [], [], []
-    for path in images:
+    embeddings, sources, skipped, verdicts = [], [], [], []
+    dupes = _same_photo(images)
+    for i, path in enumerate(images):
         try:
+            if i in dupes:
+                raise _Repeat(f"{path}: same photo as {dupes[i]}")
             face = one_face(analyzer, path, largest=largest)
-        except (ImageError, NoFaceError) as exc:
+        except (ImageError, NoFaceError, _Repeat) as exc:
             skipped.append({"file": path, "reason": str(exc)})
+            verdicts.append({"file": path, "verdict": "skipped", "reason": str(exc)})
             click.echo(f"facewatch: skipped {exc}", err=True)
             continue
         embeddings.append(face.embedding)
         sources.append(Path(path).name)
+        verdicts.append({"file": path, "verdict": "enrolled"})
     if not embeddings:
-        raise GalleryError(f"nothing enrolled for {name!r}: none of the {len(images)} photo(s) gave exactly one usable face")
-    gal = Gallery(gallery_dir(ctx, gallery))
-    added = gal.enroll(name, np.stack(embeddings), sources)
-    total = dict(gal.persons()).get(name.strip(), added)
-    emit(ctx, {"name": name.strip(), "enrolled": added, "samples": total, "skipped": skipped},
-         f"enrolled {name.strip()}: {added} photo(s) added, {total} sample(s) in all, {len(skipped)} skipped")
+        raise GalleryError(f"nothing enrolled for {name!r}: none of the {len(images)} photo(s) gave exactly one "
+                           "usable face")
+    with Gallery(d) as gal:
+        added = gal.enroll(name, np.stack(embeddings), sources)
+        total = dict(gal.persons()).get(name, added)
+    lines = [f"{v['verdict']}\t{v['file']}" + (f"\t{v['reason']}" if "reason" in v else "") for v in verdicts]
+    lines.append(f"enrolled {name}: {added} photo(s) added, {total} sample(s) in all, {len(skipped)} skipped")
+    emit(ctx, {"name": name, "enrolled": added, "samples": total, "skipped": skipped, "files": verdicts},
+         "\n".join(lines))
 
 
 @gallery.command("list")
@@ -51,8 +92,8 @@ def gallery_enroll(ctx: click.Context, name: str, images: tuple[str, ...], large
 @click.pass_context
 def gallery_list(ctx: click.Context, gallery: str | None) -> None:
     """Persons in the gallery with their number of samples."""
-    d = gallery_dir(ctx, gallery)
-    persons = Gallery(d, readonly=True).persons() if (d / DB_FILE).exists() else []
+    with Gallery(gallery_dir(ctx, gallery), readonly=True) as gal:
+        persons = gal.persons()
     emit(ctx, {"persons": [{"name": n, "samples": c} for n, c in persons]},
          "\n".join(f"{n}\t{c}" for n, c in persons) if persons else "(empty gallery)")
 
@@ -64,8 +105,50 @@ def gallery_list(ctx: click.Context, gallery: str | None) -> None:
 @click.pass_context
 def gallery_remove(ctx: click.Context, name: str, gallery: str | None) -> None:
     """Remove NAME and all their samples."""
-    d = gallery_dir(ctx, gallery)
-    if not (d / DB_FILE).exists():
-        raise GalleryError(f"{d}: no gallery here")
-    n = Gallery(d).remove(name)
+    name = normalize_name(name)
+    with Gallery(gallery_dir(ctx, gallery), create=False) as gal:
+        n = gal.remove(name)
     emit(ctx, {"name": name, "removed_samples": n}, f"removed {name} ({n} samples)")
+
+
+def _health_lines(h: GalleryHealth) -> list[str]:
+    def known(v: object) -> str:
+        return "?" if v is None else str(v)
+
+    lines = [f"gallery    {h.path}", f"database   {h.database}", f"integrity  {known(h.integrity)}",
+             f"persons    {known(h.persons)}", f"samples    {known(h.samples)}", f"generation {known(h.generation)}",
+             f"index      {h.index}" + (f" ({h.index_file})" if h.index_file else "")]
+    if h.leftover_index_files:
+        lines.append(f"leftovers  {', '.join(h.leftover_index_files)}")
+    lines += [f"problem: {p}" for p in h.problems]
+    lines.append("healthy" if h.healthy else f"{len(h.problems)} problem(s) found")
+    return lines
+
+
+@gallery.command("check")
+@gallery_option
+@json_option
+@click.pass_context
+def gallery_check(ctx: click.Context, gallery: str | None) -> None:
+    """Check the gallery without changing it: database integrity, counts, the index. Exit 1 on a problem."""
+    h = check(gallery_dir(ctx, gallery))
+    emit(ctx, h.to_dict(), "\n".join(_health_lines(h)))
+    if not h.healthy:
+        ctx.exit(1)
+
+
+@gallery.command("repair")
+@gallery_option
+@json_option
+@click.pass_context
+def gallery_repair(ctx: click.Context, gallery: str | None) -> None:
+    """Rebuild the index from the database when it is missing, stale or damaged.
+
+    A damaged database is refused (nothing is changed): restore it from a backup."""
+    r = repair(gallery_dir(ctx, gallery))
+    done = (f"rebuilt {r.rebuilt} from {r.samples} sample(s) (index was {r.before})" if r.rebuilt
+            else f"nothing to repair: the index is {r.before}")
+    lines = [done] + [f"problem: {p}" for p in r.after.problems]
+    emit(ctx, r.to_dict(), "\n".join(lines))
+    if not r.after.healthy:
+        ctx.exit(1)

@@ -5,7 +5,7 @@ import click
 import numpy as np
 
 from engines.embedder import EMBEDDING_DIM
-from stream.cli.common import emit, gallery_dir, gallery_option, get_analyzer, get_config, json_option, one_face
+from stream.cli.common import UserError, emit, gallery_dir, gallery_option, get_analyzer, get_config, json_option, one_face
 from stream.media.images import load_image
 from stream.store.gallery import Gallery, accepts
 
@@ -17,9 +17,10 @@ from stream.store.gallery import Gallery, accepts
 @click.pass_context
 def verify(ctx: click.Context, img1: str, img2: str) -> None:
     """1:1 -- are the (largest) faces in IMG1 and IMG2 the same person?"""
-    analyzer = get_analyzer(ctx)
     thr = get_config(ctx).matching.threshold
-    a, b = one_face(analyzer, img1), one_face(analyzer, img2)
+    images = [load_image(img1), load_image(img2)]  # a bad photo is reported before the models load
+    analyzer = get_analyzer(ctx)
+    a, b = (one_face(analyzer, path, image=im) for path, im in zip((img1, img2), images))
     score = float(np.dot(a.embedding, b.embedding))
     same = accepts(score, thr)
     emit(ctx, {"score": score, "threshold": thr, "same": same},
@@ -29,14 +30,21 @@ def verify(ctx: click.Context, img1: str, img2: str) -> None:
 @click.command()
 @click.argument("img", type=click.Path())
 @gallery_option
+@click.option("--allow-empty-gallery", is_flag=True, help="answer even when no one is enrolled (every face is unknown)")
 @json_option
 @click.pass_context
-def identify(ctx: click.Context, img: str, gallery: str | None) -> None:
+def identify(ctx: click.Context, img: str, gallery: str | None, allow_empty_gallery: bool) -> None:
     """1:N -- who, from the gallery, is in IMG? Faces below the threshold are "unknown"."""
+    from stream.preflight import gallery_only_problems
+
     cfg = get_config(ctx)
-    analyzer = get_analyzer(ctx)
+    gdir = gallery_dir(ctx, gallery)
+    problems = gallery_only_problems(cfg, gdir, allow_empty_gallery=allow_empty_gallery)
+    if problems:
+        raise UserError(problems[0], code="gallery", details=problems)
     image = load_image(img)
-    gal = Gallery(gallery_dir(ctx, gallery), readonly=True)
+    analyzer = get_analyzer(ctx)
+    gal = Gallery(gdir, readonly=True)
     faces = analyzer.analyze(image)
     probes = np.stack([f.embedding for f in faces]) if faces else np.zeros((0, EMBEDDING_DIM), np.float32)
     cands = gal.search(probes, k=cfg.matching.top_k)

@@ -2,35 +2,65 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import click
 
 from engines.model_store import ModelStore
-from stream.cli.common import UserError, emit, gallery_dir, gallery_option, get_analyzer, get_config, json_option, wants_json
-from stream.records import ScanReport
-from stream.store.events import EventStore
+from stream.cli.common import (EXIT_FAILURE, Group, UserError, emit, gallery_dir, gallery_option, get_analyzer,
+                               get_config, json_option, note, show_progress, wants_json)
+from stream.records import Event, ScanReport
+from stream.store.events import EventStore, EventStoreError
+
+
+allow_empty_option = click.option("--allow-empty-gallery", is_flag=True,
+                                  help="start even when the gallery has no one enrolled (alerts on unknown faces only)")
+
+
+def refuse_on_problems(problems: list[str]) -> None:
+    """Nothing starts when a preflight check found a problem: one line per problem, exit 2."""
+    if problems:
+        raise UserError(f"{len(problems)} problem(s), nothing started: " + "; ".join(problems), code="preflight",
+                        details=problems)
 
 
 @click.command()
+@allow_empty_option
 @json_option
 @click.pass_context
-def run(ctx: click.Context) -> None:
-    """Live monitoring of the configured cameras until stopped (Ctrl-C / SIGTERM)."""
+def run(ctx: click.Context, allow_empty_gallery: bool) -> None:
+    """Live monitoring of the configured cameras until stopped (Ctrl-C / SIGTERM).
+
+    Everything is checked before a stage starts (gallery, cameras' sources, every path written, the metrics
+    port). Exits 1 when a stage keeps failing (supervisor.max_restarts within restart_window_s).
+    """
     from stream.pipeline.supervisor import Supervisor, run_until
+    from stream.preflight import run_problems
 
     cfg = get_config(ctx)
+    refuse_on_problems(run_problems(cfg, allow_empty_gallery=allow_empty_gallery))
     cameras = [c for c in cfg.cameras if c.enabled]
-    if not cameras:
-        raise UserError("no enabled camera in the config (cameras: [...])")
     ModelStore(cfg.home).prepare()  # convert once here, not in every stage
-    sup = Supervisor(cfg, live=True, log_level=min(logging.getLogger().level, logging.INFO))
-    click.echo(f"facewatch: monitoring {len(cameras)} camera(s); "
-               f"metrics on http://{cfg.metrics.host}:{cfg.metrics.port}/metrics; Ctrl-C to stop", err=True)
+    def state_line(state: str, why: str) -> None:
+        click.echo(json.dumps({"type": "pipeline", "state": state, "why": why, "ts": time.time()}))
+
+    sup = Supervisor(cfg, live=True, log_level=min(logging.getLogger().level, logging.INFO),
+                     options={"console_json": wants_json(ctx)}, on_state=state_line if wants_json(ctx) else None)
+    metrics = f"http://{cfg.metrics.host}:{cfg.metrics.port}/metrics" if cfg.metrics.enabled else None
+    if wants_json(ctx):
+        click.echo(json.dumps({"type": "status", "state": "monitoring", "cameras": [c.name for c in cameras],
+                               "metrics": metrics}))
+    else:
+        note(f"facewatch: monitoring {len(cameras)} camera(s)" + (f"; metrics on {metrics}" if metrics else "")
+             + "; Ctrl-C to stop")
     run_until(sup, until=lambda: False)
+    if sup.failed:
+        raise UserError(sup.failed, code="pipeline_failed", exit_code=EXIT_FAILURE)
 
 
 def _parse_since(since: str | None) -> float:
@@ -45,17 +75,64 @@ def _parse_since(since: str | None) -> float:
             raise UserError(f"--since {since!r}: use epoch seconds or an ISO date/time") from None
 
 
-@click.command()
+def _event_store(ctx: click.Context) -> EventStore:
+    """The configured event store; a missing or unusable file is one line, exit 2 (never "no events")."""
+    cfg = get_config(ctx)
+    path = cfg.resolve(cfg.alerts.store)
+    if not path.is_file():
+        raise UserError(f"no event store at {path} (alerts.store)", code="event_store")
+    try:
+        return EventStore(path)
+    except EventStoreError as exc:
+        raise UserError(str(exc), code="event_store") from None
+
+
+def _delivery_text(e: Event) -> str:
+    states = e.deliveries or {}
+    return "deliveries: " + (" ".join(f"{sink}={state}" for sink, state in states.items()) or "none (console only)")
+
+
+@click.group(cls=Group, invoke_without_command=True)
 @click.option("--since", default=None, help="only events at or after this time: epoch seconds or ISO date/time")
 @json_option
 @click.pass_context
 def events(ctx: click.Context, since: str | None) -> None:
-    """List stored alert events."""
-    cfg = get_config(ctx)
+    """List stored alert events with their delivery state per sink; `events redeliver` sends again."""
+    if ctx.invoked_subcommand is not None:
+        if since is not None:
+            raise UserError(f"--since applies to listing events, not to 'events {ctx.invoked_subcommand}'")
+        return
     t = _parse_since(since)
-    path = cfg.resolve(cfg.alerts.store)
-    evs = EventStore(path).events(since=t) if path.exists() else []
-    emit(ctx, {"events": [e.model_dump() for e in evs]}, "\n".join(e.console_line() for e in evs) if evs else "(no events)")
+    store = _event_store(ctx)
+    try:
+        evs = store.events(since=t)
+    except EventStoreError as exc:
+        raise UserError(str(exc), code="event_store") from None
+    finally:
+        store.close()
+    emit(ctx, {"events": [e.model_dump() for e in evs]},
+         "\n".join(f"{e.console_line()}  {_delivery_text(e)}" for e in evs) if evs else "(no events)")
+
+
+@events.command("redeliver")
+@click.option("--id", "ids", type=int, multiple=True,
+              help="this event's undelivered (pending or failed) deliveries; repeatable")
+@click.option("--failed", is_flag=True, help="the deliveries that were given up on (with --id: of those events only)")
+@json_option
+@click.pass_context
+def redeliver(ctx: click.Context, ids: tuple[int, ...], failed: bool) -> None:
+    """Put deliveries back to pending, due now; a running `facewatch run` sends them (else the next start)."""
+    if not ids and not failed:
+        raise UserError("events redeliver: name the events with --id N, or choose --failed")
+    store = _event_store(ctx)
+    try:
+        n = store.redeliver(ids, failed_only=failed)
+    except EventStoreError as exc:  # unknown ids included: nothing was changed
+        raise UserError(str(exc), code="event_store") from None
+    finally:
+        store.close()
+    emit(ctx, {"reset": n}, f"{n} deliver{'y' if n == 1 else 'ies'} reset to pending; "
+                            "a running 'facewatch run' sends them now, else the next start does")
 
 
 def _annotate(report: ScanReport, annotate: Path) -> None:
@@ -73,28 +150,47 @@ def _annotate(report: ScanReport, annotate: Path) -> None:
 @click.option("--every", default=1, show_default=True, type=click.IntRange(1), help="process every Nth frame")
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="write the report here")
 @click.option("--annotate", type=click.Path(dir_okay=False), default=None, help="write an annotated video (boxes, names)")
+@allow_empty_option
 @json_option
 @click.pass_context
 def scan(ctx: click.Context, videos: tuple[str, ...], gallery: str | None, every: int, json_out: str | None,
-         annotate: str | None) -> None:
-    """Scan recorded video: every (Nth) frame, events in video time, per-identity appearances."""
+         annotate: str | None, allow_empty_gallery: bool) -> None:
+    """Scan recorded video: every (Nth) frame, events in video time, per-identity appearances.
+
+    Each file is reported complete, partial (decoding stopped early or frames failed to decode) or failed (not
+    opened, not a regular file, no frame decoded), with a reason. Exits 0 only when every file is complete, 3 when
+    the report was produced but some file is partial or failed.
+    """
     from stream.scan.run import ScanError, scan_videos
 
+    from stream.preflight import gallery_only_problems, writable_dir_problems
+
     cfg = get_config(ctx)
+    gdir = Path(gallery) if gallery else gallery_dir(ctx, None)
+    problems = gallery_only_problems(cfg, gdir, allow_empty_gallery=allow_empty_gallery)
+    for option, path in (("--json-out", json_out), ("--annotate", annotate)):
+        if path and Path(path).is_dir():  # found now, not after minutes of scanning
+            problems.append(f"{option} {path}: is a directory")
+        elif path:
+            problems += writable_dir_problems(Path(path).resolve().parent, option)
+    refuse_on_problems(problems)
     ModelStore(cfg.home).prepare()
     try:
-        report = scan_videos(cfg, list(videos), every, gallery or str(gallery_dir(ctx, None)), bool(annotate),
-                             progress=not wants_json(ctx))
+        report = scan_videos(cfg, list(videos), every, str(gdir), bool(annotate), progress=show_progress(ctx))
     except ScanError as exc:
         raise UserError(str(exc)) from None
     if annotate:
         _annotate(report, Path(annotate))
-    payload = report.model_dump(mode="json", exclude={"videos": {"__all__": {"observations"}}})
-    if json_out:
-        Path(json_out).write_text(ScanReport.model_validate(payload).model_dump_json(indent=1))
+    internal = {"videos": {"__all__": {"observations"}}}  # for --annotate only
+    payload = report.model_dump(mode="json", exclude=internal)
+    if json_out:  # the same report as --json prints
+        Path(json_out).write_text(report.model_dump_json(indent=1, exclude=internal))
     emit(ctx, payload, "\n".join(line for v in report.videos for line in v.human_lines()))
-    if all(v.error for v in report.videos):
-        raise UserError("no video could be read")
+    short = [v for v in report.videos if v.status != "complete"]
+    if short:
+        note(f"facewatch: partial result: {len(short)} of {len(report.videos)} video(s) not read completely "
+             f"({', '.join(f'{v.file}: {v.status}' for v in short)})")
+        ctx.exit(3)  # a partial result: the report above covers only what could be read
 
 
 @click.command()

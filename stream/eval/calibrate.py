@@ -2,14 +2,17 @@
 and writing it into a config file."""
 from __future__ import annotations
 
-import json
-import re
+import io
+import os
 from pathlib import Path
 
 import numpy as np
-import yaml
+from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml.comments import CommentedMap
 
-from stream.eval.photos import EmbeddingCache, pair_scores, parse_pairs
+from stream.config import ConfigError, load_config
+
+from stream.eval.photos import EmbeddingCache, pair_scores, parse_pairs, require_photos
 from stream.eval.rates import per_comparison_far_for_gallery, threshold_at_false_rate
 
 
@@ -19,6 +22,7 @@ def calibrate_from_pairs(analyzer, pairs_file: Path, root: Path, target: float, 
     impostor score distribution: per-comparison FAR = 1 - (1 - FPIR)^(1/N)."""
     pairs = parse_pairs(pairs_file)
     cache = EmbeddingCache(analyzer, root)
+    require_photos(cache, pairs)
     scores = pair_scores(cache, pairs, progress)
     same = np.array([p.same for p in pairs])
     imp = np.where(np.isfinite(scores[~same]), scores[~same], -2.0)
@@ -40,16 +44,41 @@ def calibrate_from_pairs(analyzer, pairs_file: Path, root: Path, target: float, 
 
 
 def write_threshold(config_path: Path, result: dict) -> None:
-    """Update ``matching.threshold*`` in a YAML config, keeping its comments when the keys are there."""
-    text = config_path.read_text() if config_path.exists() else ""
-    far = result["per_comparison_far"]
-    new = {"threshold": f"{result['threshold']}", "threshold_far": f"{far:.6g}", "threshold_source": json.dumps(result["source"])}
-    if all(re.search(rf"^\s+{k}:", text, re.M) for k in new):
-        for k, v in new.items():
-            text = re.sub(rf"^(\s+{k}:)[^\n#]*(\s*#[^\n]*)?$", lambda m, v=v: f"{m.group(1)} {v}" + (f"  {m.group(2).strip()}" if m.group(2) else ""), text, count=1, flags=re.M)
-    else:
-        data = yaml.safe_load(text) or {}
-        m = data.setdefault("matching", {})
-        m.update({"threshold": result["threshold"], "threshold_far": far, "threshold_source": result["source"]})
-        text = yaml.safe_dump(data, sort_keys=False)
-    config_path.write_text(text)
+    """Set ``matching.threshold``, ``threshold_far`` and ``threshold_source`` in a YAML config.
+
+    A round-trip YAML editor keeps the user's comments, key order and quoting. A file that cannot be parsed, or
+    whose result would not load as a facewatch config, is refused and left untouched (``ConfigError``); the new
+    text replaces the old atomically, so a crash never leaves half a config.
+    """
+    yaml_rt = YAML()
+    yaml_rt.preserve_quotes = True
+    data = CommentedMap()
+    if config_path.exists():
+        try:
+            loaded = yaml_rt.load(config_path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"{config_path}: not a text file; not changed") from None
+        except (YAMLError, ValueError) as exc:
+            raise ConfigError(f"{config_path}: not valid YAML, so not changed ({str(exc).splitlines()[0]})") from None
+        except OSError as exc:
+            raise ConfigError(f"{config_path}: cannot read ({exc.strerror})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{config_path}: the top level is not a mapping of settings; not changed")
+        data = loaded if loaded is not None else data
+    matching = data.get("matching")
+    if matching is None:
+        matching = data["matching"] = CommentedMap()
+    elif not isinstance(matching, dict):
+        raise ConfigError(f"{config_path}: matching is not a mapping; not changed")
+    matching["threshold"] = float(result["threshold"])
+    matching["threshold_far"] = float(f"{result['per_comparison_far']:.6g}")
+    matching["threshold_source"] = result["source"]
+    out = io.StringIO()
+    yaml_rt.dump(data, out)
+    tmp = config_path.with_name(f".{config_path.name}.calibrate.tmp")
+    try:
+        tmp.write_text(out.getvalue(), encoding="utf-8")
+        load_config(tmp)  # what we write must load; else ConfigError and the original stays
+        os.replace(tmp, config_path)
+    finally:
+        tmp.unlink(missing_ok=True)

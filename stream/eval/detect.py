@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.detections import iou_matrix
+from stream.eval.photos import EvalError, read_text_file, require_plotting
 from stream.eval.plots import figure
 from stream.media.images import load_image
 
@@ -27,11 +28,32 @@ def match_detections(truth: np.ndarray, boxes: np.ndarray, iou_min: float = 0.5)
     return hit
 
 
+def read_truth(path: Path, images_dir: Path) -> dict[str, list[list[float]]]:
+    """``{"boxes": {"<image>": [[x, y, w, h], ...]}}``, every image present under ``images_dir``; else EvalError."""
+    try:
+        data = json.loads(read_text_file(path, "detection ground truth JSON"))
+    except json.JSONDecodeError as exc:
+        raise EvalError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    boxes = data.get("boxes") if isinstance(data, dict) else None
+    if not isinstance(boxes, dict) or not boxes:
+        raise EvalError(f'{path}: expected {{"boxes": {{"<image file>": [[x, y, w, h], ...]}}}} with at least one image')
+    for name, items in boxes.items():
+        ok = isinstance(items, list) and all(
+            isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b)
+            and b[2] > 0 and b[3] > 0 for b in items)
+        if not ok:
+            raise EvalError(f"{path}: boxes of {name!r} must be a list of [x, y, w, h] with positive w and h")
+        if not (images_dir / name).is_file():
+            raise EvalError(f"--images {images_dir}: {name} (named in {path.name}) is not there")
+    return boxes
+
+
 def evaluate_detect(detector, images_dir: Path, truth_file: Path, iou_min: float = 0.5, plot: Path | None = None) -> dict:
     """Detection rate (found faces / labelled faces), miss rate (1 - detection rate) and false-detection
     rate (false detections / all detections), per face and per image, at the detector's threshold; plus a
     precision/recall curve over score thresholds and the mean latency per image."""
-    truth = json.loads(Path(truth_file).read_text())["boxes"]
+    require_plotting(plot)
+    truth = read_truth(Path(truth_file), Path(images_dir))
     keep_thr = detector.score_threshold
     detector.score_threshold = 0.05  # collect low scores for the PR curve, then cut at keep_thr
     all_scores, all_hits, per_image, n_faces, times = [], [], [], 0, []

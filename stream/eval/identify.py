@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from stream.eval.photos import EmbeddingCache
+from stream.eval.photos import EmbeddingCache, EvalError, require_plotting
 from stream.eval.plots import figure
 from stream.eval.rates import RateAt, fnir_at_fpir
 from stream.store.gallery import Gallery, accepts
@@ -37,11 +37,20 @@ def evaluate_identify(analyzer, root: Path, enroll: int = 3, fpirs=(1e-2, 1e-3),
     """Open-set 1:N through the real Gallery (SQLite + HNSW): every other identity (sorted) is enrolled with
     its first ``enroll`` photos; probes are the rest of their photos (mated) and all photos of the others
     (non-mated). FPIR at ``threshold`` is then measured on galleries of growing size N."""
+    require_plotting(plot)
     cache = EmbeddingCache(analyzer, root)
     names = sorted(d.name for d in Path(root).iterdir() if d.is_dir() and (only is None or d.name.startswith(only)))
     photos = {n: sorted(Path(root, n).glob("*.jpg"), key=lambda p: (len(p.stem), p.stem)) for n in names}
     enrolled = [n for k, n in enumerate(names) if k % 2 == 0 and len(photos[n]) > enroll]
     others = [n for n in names if n not in enrolled]
+    which = f" starting with {only!r}" if only else ""
+    if len(names) < 2:
+        raise EvalError(f"--root {root}: needs folders of at least 2 identities{which} (ROOT/<name>/<i>.jpg), found {len(names)}")
+    if not enrolled:
+        raise EvalError(f"--root {root}: no identity{which} has more than --enroll {enroll} photos, so none can be "
+                        "enrolled and still probed")
+    if not others:
+        raise EvalError(f"--root {root}: every identity{which} would be enrolled; none is left to probe as a stranger")
     all_paths = [p for n in names for p in photos[n]]
     for p in tqdm(all_paths, desc="embedding", unit="img", disable=not progress):
         cache.get(p)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.eval.photos import EmbeddingCache, pair_scores, parse_pairs
+from stream.eval.photos import EmbeddingCache, pair_scores, parse_pairs, require_photos, require_plotting
 from stream.eval.plots import plot_roc
 from stream.eval.rates import RateAt, auc, kfold_accuracy, tar_at_far
 
@@ -37,8 +37,10 @@ class VerifyReport:
 
 def evaluate_verify(analyzer, pairs_file: Path, root: Path, fars=(1e-2, 1e-3, 1e-4), plot: Path | None = None,
                     progress: bool = True) -> VerifyReport:
+    require_plotting(plot)
     pairs = parse_pairs(pairs_file)
     cache = EmbeddingCache(analyzer, root)
+    require_photos(cache, pairs)
     t = time.perf_counter()
     scores = pair_scores(cache, pairs, progress)
     same = np.array([p.same for p in pairs])

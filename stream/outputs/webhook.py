@@ -1,76 +1,61 @@
-"""Webhook sink: POSTs each event's public JSON; retries with exponential backoff; optional HMAC-SHA256.
+"""Webhook sink: POSTs one event's public JSON, optionally signed with HMAC-SHA256; raises when it did not land.
 
-It runs on its own thread with a queue so a slow or dead receiver never slows the pipeline; its state per
-event is kept in the event store, and pending deliveries are retried after a restart.
+Retries, backoff, concurrency and giving up belong to the outbox (``stream.outputs.delivery``): this object
+only makes one try and says whether the receiver took it (a 2xx answer).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-import logging
 import os
-import queue
+import re
 import threading
-import time
-from pathlib import Path
 
 import requests
 
-from stream.config import DeliveryConfig, WebhookConfig
+from stream.config import WebhookConfig
 from stream.records import Event
-from stream.store.events import EventStore
-
-log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Facewatch-Signature"
 
 
-class WebhookSink(threading.Thread):
-    def __init__(self, cfg: WebhookConfig, delivery: DeliveryConfig, store_path: Path) -> None:
-        super().__init__(daemon=True)
-        self.cfg, self.delivery = cfg, delivery
-        self.store_path = store_path
-        self.q: queue.Queue[Event | None] = queue.Queue()
+class WebhookError(RuntimeError):
+    """One try failed; the message is safe to log (no URL, which may carry a token; no body)."""
+
+
+def _reason(exc: requests.RequestException) -> str:
+    """A short cause without the URL: ``ConnectionError (Connection refused)``, ``ReadTimeout``."""
+    m = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
+    return f"{type(exc).__name__} ({m.group(1).strip()})" if m else type(exc).__name__
+
+
+class WebhookSink:
+    """Thread-safe: the delivery worker calls ``send`` from several threads (one HTTP session each)."""
+
+    name = "webhook"
+
+    def __init__(self, cfg: WebhookConfig) -> None:
+        self.cfg = cfg
         self.secret = os.environ.get(cfg.secret_env, "").encode() if cfg.secret_env else b""
-        self.session = requests.Session()
+        self._local = threading.local()
 
-    def send(self, e: Event) -> None:
-        self.q.put(e)
-
-    def stop(self) -> None:
-        self.q.put(None)
-
-    def sign(self, body: bytes) -> dict:
+    def sign(self, body: bytes) -> dict[str, str]:
         if not self.secret:
             return {}
         return {SIGNATURE_HEADER: "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()}
 
-    def run(self) -> None:
-        store = EventStore(self.store_path)  # own connection: sqlite objects stay in their thread
-        for e in store.pending_webhooks():  # deliveries a previous run did not finish
-            self.q.put(e)
-        while True:
-            e = self.q.get()
-            if e is None:
-                break
-            assert e.id is not None, "events are stored before delivery"
-            body = json.dumps(e.public()).encode()
-            headers = {"Content-Type": "application/json", **self.sign(body)}
-            delay = self.delivery.backoff_s
-            for attempt in range(1, 6):
-                try:
-                    r = self.session.post(self.cfg.url, data=body, headers=headers, timeout=self.cfg.timeout_s)
-                    if 200 <= r.status_code < 300:
-                        store.set_webhook(e.id, "delivered", attempt)
-                        break
-                    why = f"HTTP {r.status_code}"
-                except requests.RequestException as exc:
-                    why = type(exc).__name__
-                store.set_webhook(e.id, "pending", attempt)
-                log.warning("webhook delivery of event %s failed (%s), attempt %d", e.id, why, attempt)
-                time.sleep(delay)
-                delay = min(delay * 2, self.delivery.max_backoff_s)
-            else:
-                store.set_webhook(e.id, "failed", 5)
-        store.close()
+    def _session(self) -> requests.Session:
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        return self._local.session
+
+    def send(self, e: Event) -> None:
+        body = json.dumps(e.public()).encode()
+        headers = {"Content-Type": "application/json", **self.sign(body)}
+        try:
+            r = self._session().post(self.cfg.url, data=body, headers=headers, timeout=self.cfg.timeout_s)
+        except requests.RequestException as exc:
+            raise WebhookError(_reason(exc)) from None
+        if not 200 <= r.status_code < 300:
+            raise WebhookError(f"HTTP {r.status_code}")

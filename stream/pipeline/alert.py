@@ -1,8 +1,10 @@
 """Alert stage (live): alert rules and cooldown, snapshots, the event store first, then the sinks.
 
-Why the store first: a webhook that is down, a crash of this stage or a restart must never lose an alert;
-deliveries are retried from what is stored. Recorded video goes to ``stream.scan`` instead, which
-collects its events in video time into a report.
+Why the store first: a webhook that is down, a crash of this stage or a restart must never lose an alert. Each
+alert is stored with one outbox entry per sink (JSONL, webhook, ZeroMQ PUB) in one transaction; one
+``DeliveryWorker`` thread per sink sends them (``stream.outputs.delivery``), so a dead receiver never delays this
+stage, another sink or the next alert. The console is the operator's terminal and is written directly. Recorded
+video goes to ``stream.scan`` instead, which collects its events in video time into a report.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 
 from engines.files import atomic_write_bytes
 from stream.outputs.console import ConsoleSink
+from stream.outputs.delivery import DeliveryWorker
 from stream.outputs.jsonl import JsonlSink
 from stream.outputs.webhook import WebhookSink
 from stream.outputs.zmq_pub import ZmqPubSink
@@ -23,9 +26,11 @@ from stream.pipeline.decisions import AlertRules, Cooldown
 from stream.pipeline.messages import CameraStatus, Decision
 from stream.pipeline.stage import Stage, StageSpec
 from stream.records import Event
-from stream.store.events import EventStore
+from stream.store.events import STATES, EventStore
 
 log = logging.getLogger(__name__)
+
+METRICS_EVERY_S = 1.0  # delivery counts are read from the store this often (not per message)
 
 
 def write_jpeg(path: Path, image: np.ndarray, rgb: bool = False) -> None:
@@ -48,15 +53,17 @@ class AlertStage(Stage):
         self.snap_dir = self.cfg.resolve(a.snapshots)
         self.snap_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.snap_dir, 0o700)
-        self.console = ConsoleSink() if a.sinks.console else None
-        self.webhook = WebhookSink(a.sinks.webhook, a.delivery, self.store_path) if a.sinks.webhook else None
-        # Synchronous sinks first; the webhook queues (it retries from the store on its own thread).
-        self.sinks = [s for s in (self.console, JsonlSink(self.cfg.resolve(a.sinks.jsonl)) if a.sinks.jsonl else None,
-                                  ZmqPubSink(self.ctx, a.sinks.zmq_pub) if a.sinks.zmq_pub else None, self.webhook) if s]
-        if self.webhook is not None:
-            self.webhook.start()
+        self.console = ConsoleSink(as_json=bool(spec.options.get("console_json"))) if a.sinks.console else None
+        outbox = {"jsonl": JsonlSink(self.cfg.resolve(a.sinks.jsonl)) if a.sinks.jsonl else None,
+                  "webhook": WebhookSink(a.sinks.webhook) if a.sinks.webhook else None,
+                  "zmq_pub": ZmqPubSink(self.ctx, a.sinks.zmq_pub) if a.sinks.zmq_pub else None}
+        self.workers = [DeliveryWorker(self.store_path, name, sink, a.delivery) for name, sink in outbox.items() if sink]
+        for w in self.workers:  # they also send what a previous run left pending
+            w.start()
+        self._metrics_at = 0.0
 
     def loop_once(self) -> None:
+        self.delivery_metrics()
         m = self.recv(self.inp, 200, (Decision, CameraStatus))
         if m is None:
             return
@@ -94,20 +101,41 @@ class AlertStage(Stage):
             return
         latency_ms = (now - m.ts_capture) * 1000
         chip_path, frame_path = self.snapshots(m)
-        event = self.store.add(Event(  # stored before any delivery
+        event = self.store.add(Event(  # stored, with its outbox entries, before any delivery
             ts=now, ts_capture=m.ts_capture, camera=m.camera, kind=m.kind, identity=m.identity, score=m.score,
             threshold=m.threshold, track_id=m.track_id, latency_ms=latency_ms, box=m.box, chip_path=chip_path,
-            frame_path=frame_path, webhook_state="pending" if self.webhook else "none"))
+            frame_path=frame_path), sinks=[w.sink_name for w in self.workers])
+        for w in self.workers:
+            w.wake()
         self.metrics.inc("alerts")
         self.metrics.latency_ms.append(latency_ms)
-        for sink in self.sinks:
+        if self.console:
             try:
-                sink.send(event)
-            except Exception as exc:  # a sink failing must not lose the others
-                log.warning("sink %s failed: %s", type(sink).__name__, exc)
+                self.console.send(event)
+            except (OSError, ValueError) as exc:  # a closed terminal must not stop alerting
+                log.warning("console sink failed: %s", exc)
+
+    def delivery_metrics(self, force: bool = False) -> None:
+        """Per sink: deliveries pending / delivered / failed (from the store: they survive restarts), the age of
+        the oldest pending one, and this run's give-ups and failed tries; into the heartbeat counters."""
+        now = time.time()
+        if not self.workers or (not force and now - self._metrics_at < METRICS_EVERY_S):
+            return
+        self._metrics_at = now
+        stats = self.store.delivery_stats(now)
+        c = self.metrics.counters
+        for w in self.workers:
+            s = stats.get(w.sink_name, {})
+            for state in STATES:
+                c[f"delivery:{w.sink_name}:{state}"] = s.get(state, 0)
+            c[f"delivery:{w.sink_name}:oldest_pending_s"] = s.get("oldest_pending_s", 0.0)
+            c[f"delivery:{w.sink_name}:given_up"] = w.given_up
+            c[f"delivery:{w.sink_name}:try_failures"] = w.try_failures
 
     def close(self) -> None:
-        if self.webhook is not None:
-            self.webhook.stop()
-            self.webhook.join(timeout=2)
+        for w in self.workers:
+            w.stop()
+        for w in self.workers:
+            w.join(timeout=5)
+        self.store.close()
         super().close()

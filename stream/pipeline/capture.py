@@ -5,19 +5,24 @@ buffer never fills and latency never grows); the stage samples it at ``fps`` and
 detector (sends drop and count). Cameras that drop or never connect are retried with capped exponential
 backoff, and online/offline status goes to the alert stage.
 Recorded sources (``facewatch scan``) are read frame by frame with backpressure: every Nth frame, none lost.
+Each file is checked before it is opened (a FIFO or a device would block the reader forever), and what was
+read of it (frames expected, decoded, processed, decode errors, or why it could not be read) goes to the last
+stage as a ``SourceSummary``, so a truncated file is reported as partial instead of as a success.
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
+import stat
 import threading
 import time
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
 
-from stream.pipeline.messages import CameraStatus, Frame
+from stream.pipeline.messages import CameraStatus, Frame, SourceSummary
 from stream.pipeline.stage import Stage, StageSpec
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,76 @@ class VideoError(RuntimeError):
     """A source that cannot be opened or read."""
 
 
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def file_problem(path: str) -> str | None:
+    """Why ``path`` cannot be read as a recorded video, found without opening it; None for a non-empty, readable
+    regular file. Why before opening: FFmpeg opening a FIFO blocks until a writer appears (forever), and a
+    directory or device is never a video."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "no such file"
+    except PermissionError:
+        return "permission denied"
+    except OSError as exc:
+        return f"cannot stat: {exc.strerror or exc}"
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+        return f"{kind}, not a regular file: not opened"
+    if st.st_size == 0:
+        return "empty file (0 bytes)"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
+
+
+def open_recorded(path: str) -> cv2.VideoCapture:
+    """A recorded file opened with the open/read timeouts, after ``file_problem``; ``VideoError`` with the reason."""
+    problem = file_problem(path)
+    if problem:
+        raise VideoError(problem)
+    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
+                                                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS])
+    if not cap.isOpened():
+        cap.release()
+        raise VideoError("cannot be opened as a video "
+                         "(not a video, an unsupported format, or cut off before its index)")
+    return cap
+
+
+def frames_expected(cap: cv2.VideoCapture) -> int | None:
+    """The container's frame count (OpenCV falls back to duration x fps itself); None when it does not say."""
+    n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    return int(n) if math.isfinite(n) and n > 0 else None
+
+
+def probe_frames(path: str) -> int | None:
+    """``frames_expected`` of a file, None when it says nothing or cannot be read (never blocks: see
+    ``file_problem``)."""
+    try:
+        cap = open_recorded(path)
+    except VideoError:
+        return None
+    try:
+        return frames_expected(cap)
+    finally:
+        cap.release()
+
+
+@dataclass
+class FileRead:
+    """What was read of one recorded file: the fields of its ``SourceSummary``."""
+
+    frames_expected: int | None = None
+    frames_decoded: int = 0
+    frames_processed: int = 0
+    decode_errors: int = 0
+    failure: str | None = None
+
+
 def open_source(source: str | int) -> cv2.VideoCapture:
     """Open with open/read timeouts (without them a frozen RTSP server blocks each read for 30 s)."""
     if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
@@ -43,8 +118,8 @@ def open_source(source: str | int) -> cv2.VideoCapture:
         if src.startswith(("rtsp://", "rtsps://")):
             # TCP (no lost packets on loopback/LAN) and minimal probing: first frame in ~0.1 s instead of ~1-5 s
             os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|analyzeduration;0|probesize;32")
-        elif not src.startswith(("http://", "https://")) and not Path(src).is_file():
-            raise VideoError(f"{src}: no such video file")
+        elif not src.startswith(("http://", "https://")) and (problem := file_problem(src)):
+            raise VideoError(f"{src}: {problem}")
         cap = cv2.VideoCapture(
             src, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS]
         )
@@ -69,6 +144,7 @@ class LatestFrameReader(threading.Thread):
         self.lock = threading.Condition()
         self.frame: np.ndarray | None = None
         self.ts = 0.0
+        self.source_t: float | None = None  # the stream position of ``frame`` by the source's clock (s)
         self.count = 0
         self.skipped = 0
         self.stopping = False
@@ -111,8 +187,10 @@ class LatestFrameReader(threading.Thread):
                     ok, frame = cap.retrieve()
                     if ok and frame is not None:
                         due = max(due + self.period, now)
+                        pos = cap.get(cv2.CAP_PROP_POS_MSEC)  # back to ~0 when a replayed file loops
                         with self.lock:
                             self.frame, self.ts, self.count = frame, ts, self.count + 1
+                            self.source_t = pos / 1000 if math.isfinite(pos) else None
                             self.lock.notify_all()
                 else:
                     self.skipped += 1  # frame skipping down to the processing fps
@@ -161,7 +239,7 @@ class CaptureStage(Stage):
         while not self.stopping:
             with reader.lock:
                 reader.lock.wait_for(lambda: reader.count != last_count or self.stopping, timeout=0.5)
-                frame, ts, count = reader.frame, reader.ts, reader.count
+                frame, ts, count, source_t = reader.frame, reader.ts, reader.count, reader.source_t
             self.metrics.counters["skipped"] = reader.skipped + missed
             self.beat()
             if frame is None or count == last_count:
@@ -169,44 +247,56 @@ class CaptureStage(Stage):
             missed += count - last_count - 1  # retrieved while we were sending: superseded, never sent
             last_count = count
             seq += 1
-            if self.send(self.out, Frame(cam["name"], seq, ts, image=frame)):
+            if self.send(self.out, Frame(cam["name"], seq, ts, image=frame, source_time=source_t)):
                 self.metrics.inc("frames_out")
         reader.stopping = True
         # Let the reader leave OpenCV before the interpreter exits (else C++ aborts: "terminate called ...").
         reader.join(timeout=READ_TIMEOUT_MS / 1000 + 1.0)
 
     def run_recorded(self) -> None:
-        """Every ``every``-th frame of each file, in video time, with backpressure; EOS after each file."""
+        """Every ``every``-th frame of each file, in video time, with backpressure; then the file's
+        ``SourceSummary`` (straight to the last stage) and its end-of-stream (through the pipeline)."""
         every = int(self.spec.options.get("every", 1))
         for name, path in self.spec.options["files"]:
-            seq = 0
-            try:
-                cap = open_source(path)
-            except VideoError as exc:
-                self.status(False, f"{exc}", name)
-                self.send(self.out, Frame(name, 0, time.time(), eos=True))
-                continue
-            fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-            idx = -1
-            while not self.stopping:
-                ok = cap.grab()
-                if not ok:
-                    break
-                idx += 1
-                if idx % every:
-                    continue
-                ok, frame = cap.retrieve()
-                if not ok or frame is None:
-                    self.metrics.inc("decode_errors")
-                    continue
-                seq += 1
-                self.send(self.out, Frame(name, seq, time.time(), video_time=idx / fps, frame_index=idx, image=frame))
-                self.metrics.inc("frames_out")
-                self.beat()
-            cap.release()
-            if idx < 0:
-                self.status(False, f"{path}: no decodable frame (corrupt or truncated video)", name)
-            self.send(self.out, Frame(name, seq + 1, time.time(), eos=True, frame_index=idx + 1))
+            read = self.read_file(name, str(path), every)
+            if read.failure:
+                log.info("%s: %s", path, read.failure)  # the report says it too
+            self.send(self.status_out, SourceSummary(name, time.time(), **asdict(read)))
+            self.send(self.out, Frame(name, read.frames_processed + 1, time.time(), eos=True,
+                                      frame_index=read.frames_decoded))
         while not self.stopping:  # stay alive (heartbeating) until the supervisor ends the run
             self.beat()
             time.sleep(0.2)
+
+    def read_file(self, name: str, path: str, every: int) -> FileRead:
+        """Send the file's frames; count what was expected, decoded, sent and failed to decode."""
+        try:
+            cap = open_recorded(path)
+        except VideoError as exc:
+            return FileRead(failure=str(exc))
+        read = FileRead(frames_expected=frames_expected(cap))
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        fps = fps if math.isfinite(fps) and 0 < fps < 1000 else 25.0
+        idx = -1
+        try:
+            while not self.stopping:
+                if not cap.grab():  # end of file, or FFmpeg gave up on the rest of it
+                    break
+                idx += 1
+                if idx % every:
+                    read.frames_decoded += 1  # grab() decodes; only the frames sent are converted
+                    continue
+                ok, frame = cap.retrieve()
+                if not ok or frame is None:
+                    read.decode_errors += 1
+                    self.metrics.inc("decode_errors")
+                    continue
+                read.frames_decoded += 1
+                read.frames_processed += 1
+                self.send(self.out, Frame(name, read.frames_processed, time.time(), video_time=idx / fps,
+                                          frame_index=idx, image=frame))
+                self.metrics.inc("frames_out")
+                self.beat()
+        finally:
+            cap.release()
+        return read

@@ -5,6 +5,11 @@ soon as every camera has a frame in the batch, and ``decisions.LiveBatchCut`` ke
 of each camera (older ones are counted as ``dropped_stale``) cut to what fits in ``live_budget_ms``, with
 cameras taking turns, so an overloaded detector drops frames (``dropped_overload``) instead of letting
 each batch, and so the latency, grow with the camera count.
+
+Before tracking, each processed frame is checked by ``tracker.SceneCuts`` against the camera's previous one: a
+scene cut, time going backwards (a looping file, a restarted camera) or a gap over ``tracking.max_gap_s`` ends
+every track of the camera (counted as ``track_resets``), so a person seen again after it gets a new track, which
+the match stage decides anew.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from stream.loaders import pipeline_detector
 from stream.pipeline.decisions import LiveBatchCut
 from stream.pipeline.messages import Faces, Frame
 from stream.pipeline.stage import Stage, StageSpec
-from stream.pipeline.tracker import IouTracker
+from stream.pipeline.tracker import IouTracker, SceneCuts
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +41,8 @@ class DetectStage(Stage):
     def __init__(self, spec: StageSpec) -> None:
         super().__init__(spec)
         self.detector = pipeline_detector(self.cfg)
-        self.tracker = IouTracker()
+        self.tracker = IouTracker(max_age_s=self.cfg.tracking.max_gap_s)
+        self.scenes = SceneCuts(self.cfg.tracking.cut_threshold, self.cfg.tracking.max_gap_s)
         self.cameras = max(1, len([c for c in self.cfg.cameras if c.enabled]))
         self.cut = LiveBatchCut(self.cfg.detect_batch.max_batch, self.cfg.detect_batch.live_budget_ms)
         self.inp = self.pull(spec.endpoints["frames"])
@@ -79,10 +85,23 @@ class DetectStage(Stage):
             self.cut.observe(len(frames), ms)
         for m in batch:
             if m.eos:
+                self.tracker.end_camera(m.camera)
+                self.scenes.forget(m.camera)
                 self.send(self.out, Faces(m.camera, m.seq, m.ts_capture, m.video_time, m.frame_index, eos=True), force=True)
                 continue
             if id(m) in results:
+                self.new_scene(m)
                 self.emit(m, results[id(m)])
+
+    def new_scene(self, m: Frame) -> None:
+        """End every track of the camera when this frame starts a new scene (every processed frame, faces or not,
+        so the next one is compared with this one)."""
+        t = m.video_time if m.video_time is not None else m.ts_capture
+        why = self.scenes.check(m.camera, m.image, t, m.source_time)
+        if why is not None:
+            ended = self.tracker.end_camera(m.camera)
+            self.metrics.inc("track_resets")
+            log.debug("camera %s: %s at t=%.3f, %d track(s) ended", m.camera, why, t, ended)
 
     def emit(self, m: Frame, faces: Detections) -> None:
         q = self.cfg.quality

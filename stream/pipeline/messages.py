@@ -8,7 +8,8 @@ on anything malformed; receivers log and skip such messages.
 
 Flow (each stage reads one kind and writes one kind):
 capture -> Frame -> detect -> Faces -> embed -> Embeddings -> match -> Decision -> alert.
-Capture also sends CameraStatus to alert; every stage sends Heartbeat to the supervisor.
+Capture also sends CameraStatus to alert (live) and, in recorded mode, a SourceSummary per file straight to the
+last stage; every stage sends Heartbeat to the supervisor.
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ class Message:
     TYPE: ClassVar[str] = ""
     ARRAYS: ClassVar[tuple[str, ...]] = ()
 
+    def check(self) -> None:
+        """Field checks beyond the constructor's, run by ``decode``; raise ``MessageError``."""
+
     def encode(self) -> list:
         head: dict[str, Any] = {"t": self.TYPE, "arrays": []}
         frames: list = []
@@ -49,7 +53,9 @@ class Message:
 
 @dataclass
 class Frame(Message):
-    """One captured frame (BGR). ``video_time``/``frame_index`` are set for recorded sources."""
+    """One captured frame (BGR). ``video_time``/``frame_index`` are set for recorded sources; ``source_time``
+    (the stream position by the source's own clock, seconds) for live ones: it going backwards means the source
+    looped or restarted, and detect ends the camera's tracks."""
 
     TYPE: ClassVar[str] = "frame"
     ARRAYS: ClassVar[tuple[str, ...]] = ("image",)
@@ -60,6 +66,12 @@ class Frame(Message):
     frame_index: int | None = None
     eos: bool = False  # end of a recorded source: stages flush and pass it on
     image: np.ndarray | None = None
+    source_time: float | None = None
+
+    def check(self) -> None:
+        t = self.source_time
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float))):
+            raise MessageError("frame: source_time must be a number or null")
 
 
 @dataclass
@@ -125,6 +137,36 @@ class CameraStatus(Message):
 
 
 @dataclass
+class SourceSummary(Message):
+    """What capture made of one recorded file (``facewatch scan``), sent straight to the last stage before the
+    file's end-of-stream, so the report says how much of the file was read, not only what was found in it.
+
+    ``failure`` is why the file could not be read at all (None when it was opened); ``frames_expected`` is the
+    container's frame count (or duration x fps), None when the container does not say.
+    """
+
+    TYPE: ClassVar[str] = "source"
+    camera: str
+    ts_capture: float
+    frames_expected: int | None = None
+    frames_decoded: int = 0
+    frames_processed: int = 0
+    decode_errors: int = 0
+    failure: str | None = None
+
+    def check(self) -> None:
+        counts = {"frames_decoded": self.frames_decoded, "frames_processed": self.frames_processed,
+                  "decode_errors": self.decode_errors}
+        if self.frames_expected is not None:
+            counts["frames_expected"] = self.frames_expected
+        for name, v in counts.items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise MessageError(f"source: {name} must be a count (an integer >= 0), got {v!r}")
+        if self.failure is not None and not isinstance(self.failure, str):
+            raise MessageError("source: failure must be a string or null")
+
+
+@dataclass
 class Heartbeat(Message):
     TYPE: ClassVar[str] = "heartbeat"
     stage: str
@@ -134,7 +176,8 @@ class Heartbeat(Message):
     camera: str = ""
 
 
-TYPES: dict[str, type[Message]] = {c.TYPE: c for c in (Frame, Faces, Embeddings, Decision, CameraStatus, Heartbeat)}
+TYPES: dict[str, type[Message]] = {c.TYPE: c for c in (Frame, Faces, Embeddings, Decision, CameraStatus, SourceSummary,
+                                                       Heartbeat)}
 
 
 def decode(parts: list, expect: tuple[type[Message], ...] | None = None) -> Message:
@@ -168,4 +211,5 @@ def decode(parts: list, expect: tuple[type[Message], ...] | None = None) -> Mess
         raise MessageError(f"{cls.TYPE}: bad fields: {exc}") from None
     if not isinstance(getattr(msg, "camera", ""), str) or not isinstance(msg.ts_capture, (int, float)):
         raise MessageError(f"{cls.TYPE}: camera must be a string and ts_capture a number")
+    msg.check()
     return msg

@@ -200,5 +200,41 @@ class Stage:
 
 
 def stage_main(spec: StageSpec) -> None:
-    """Entry point of every stage process (picklable for spawn)."""
-    spec.stage_class(spec).run()
+    """Entry point of every stage process (picklable for spawn).
+
+    The process title names the role (``facewatch: detect``), so ``ps``/``top`` tell the stages apart. A crash
+    is one log line and one last heartbeat carrying its cause, so the supervisor can say why it restarts the
+    stage, instead of a traceback on the operator's terminal (it is logged at debug level).
+    """
+    instance = spec.options.get("instance", spec.kind)
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle(f"facewatch: {instance}")
+    except ImportError:  # pragma: no cover - a declared dependency; only cosmetic if missing
+        pass
+    try:
+        spec.stage_class(spec).run()
+    except Exception as exc:
+        cause = f"{type(exc).__name__}: {exc}"
+        logging.basicConfig(level=spec.log_level, format=f"%(asctime)s %(levelname)s {instance}: %(message)s")
+        log.error("stage %s crashed: %s", instance, cause)
+        log.debug("stage %s crash", instance, exc_info=True)
+        _report_crash(spec, instance, cause)
+        raise SystemExit(1) from None
+
+
+def _report_crash(spec: StageSpec, instance: str, cause: str) -> None:
+    """Send one heartbeat with the crash cause on a socket of its own (the stage's may never have existed)."""
+    ctx = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 1000)
+        sock.connect(spec.endpoints["control"])
+        hb = Heartbeat(stage=instance, pid=os.getpid(), ts_capture=time.time(), metrics={"crash": cause[:500]})
+        sock.send_multipart(hb.encode(), flags=zmq.NOBLOCK)
+        sock.close()
+    except zmq.ZMQError:
+        pass
+    finally:
+        ctx.term()

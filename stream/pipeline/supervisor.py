@@ -1,9 +1,13 @@
 """Supervisor: starts every stage as its own process, watches heartbeats, restarts the dead, stops cleanly.
 
 A stage that dies (crash, SIGKILL, OOM) or stops heartbeating is restarted with a backoff; the others keep
-running, and ZeroMQ reconnects them by itself. SIGINT/SIGTERM stop every child (SIGTERM, then SIGKILL
-after a grace period) and remove the private ipc:// run directory. Metrics from the heartbeats are served
-with prometheus-client (127.0.0.1 by default) and summarised in a periodic log line.
+running, and ZeroMQ reconnects them by itself. Every restart is logged with its cause (exit status or signal,
+and the stage's own last error); a stage that needs more than ``supervisor.max_restarts`` restarts within
+``restart_window_s`` fails the run (``failed`` says why) instead of letting it look healthy while nothing can
+alert. While any stage restarted recently or a camera is offline the pipeline is "degraded", said once per
+change. SIGINT/SIGTERM stop every child (SIGTERM, then SIGKILL after a grace period) and remove the private
+ipc:// run directory. Metrics from the heartbeats are served with prometheus-client (127.0.0.1 by default) and
+summarised in a periodic log line; a stage's counters carry over its restarts, as Prometheus expects.
 """
 from __future__ import annotations
 
@@ -14,12 +18,15 @@ import shutil
 import signal
 import tempfile
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import zmq
 
 from stream.config import ENDPOINTS, Config
+from stream.outputs.prometheus import COUNTERS
 from stream.pipeline.alert import AlertStage
 from stream.pipeline.capture import CaptureStage
 from stream.pipeline.detect import DetectStage
@@ -34,14 +41,44 @@ STOP_GRACE_S = 5.0
 
 @dataclass
 class Child:
+    """One stage process and what the supervisor knows of it across restarts."""
+
     spec: StageSpec
     name: str
     proc: mp.Process | None = None
     started: float = 0.0
     last_beat: float = 0.0
-    restarts: int = 0
-    metrics: dict = field(default_factory=dict)
+    restarts: int = 0  # consecutive restarts (the backoff); reset after a while running fine
+    total_restarts: int = 0
+    recent: deque = field(default_factory=deque)  # monotonic times of restarts within the window
+    metrics: dict = field(default_factory=dict)  # the latest heartbeat's metrics, counters carried over restarts
+    carried: dict = field(default_factory=dict)  # counter totals of earlier incarnations
+    last_error: str = ""  # the stage's own account of its last crash
     done: bool = False
+
+    def take_heartbeat(self, metrics: dict) -> None:
+        if "crash" in metrics:  # a dying stage's last word: its cause, not its counters
+            self.last_error = str(metrics["crash"])
+            return
+        merged = dict(metrics)
+        for k, v in self.carried.items():
+            merged[k] = merged.get(k, 0) + v
+        self.metrics = merged
+
+    def carry_counters(self) -> None:
+        """Before a restart: the counters so far become the base of the next incarnation's."""
+        self.carried = {k: self.metrics[k] for k in COUNTERS if isinstance(self.metrics.get(k), (int, float))}
+
+
+def exit_cause(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "stopped heartbeating"
+    if exitcode < 0:
+        try:
+            return f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+    return f"exited with status {exitcode}"
 
 
 class Supervisor:
@@ -49,7 +86,8 @@ class Supervisor:
     run passes its own last stage, e.g. ``stream.scan``'s collector, so this module never imports upward)."""
 
     def __init__(self, cfg: Config, *, live: bool = True, options: dict | None = None, log_level: int = logging.WARNING,
-                 serve_metrics: bool = True, final: type[Stage] = AlertStage) -> None:
+                 serve_metrics: bool = True, final: type[Stage] = AlertStage,
+                 on_state: Callable[[str, str], None] | None = None) -> None:
         self.cfg, self.live, self.options, self.log_level, self.final = cfg, live, options or {}, log_level, final
         self.ctx = zmq.Context()
         self.children: list[Child] = []
@@ -58,6 +96,9 @@ class Supervisor:
         self._last_log = time.monotonic()
         self._latency_seen = 0
         self.prom = None
+        self.failed: str | None = None  # why the run cannot go on (too many restarts); None while it can
+        self._state = "starting"
+        self.on_state = on_state  # told (state, why) on every change, e.g. to print it as JSON
 
     # ------------------------------------------------------------------ wiring
     def endpoints(self) -> dict[str, str]:
@@ -119,10 +160,11 @@ class Supervisor:
                 continue
             for c in self.children:
                 if c.name == hb.stage or c.spec.kind == hb.stage:
-                    c.last_beat, c.metrics = time.monotonic(), hb.metrics
+                    c.last_beat = time.monotonic()
+                    c.take_heartbeat(hb.metrics)
         now = time.monotonic()
         for c in self.children:
-            if c.done or c.proc is None:
+            if c.done or c.proc is None or self.failed:
                 continue
             dead = not c.proc.is_alive()
             if dead and c.proc.exitcode == 0 and not self.live:
@@ -130,20 +172,59 @@ class Supervisor:
                 continue
             silent = now - c.last_beat > self.cfg.supervisor.heartbeat_timeout_s + (20 if c.restarts == 0 and now - c.started < 60 else 0)
             if dead or silent:
-                why = f"exited with {c.proc.exitcode}" if dead else "stopped heartbeating"
-                if not dead:
-                    c.proc.kill()
-                    c.proc.join(2)
-                backoff = min(self.cfg.supervisor.restart_backoff_s * (2 ** min(c.restarts, 5)), 30.0)
-                log.warning("stage %s %s; restarting (restart #%d)", c.name, why, c.restarts + 1)
-                if now - c.started > 60:
-                    c.restarts = 0  # it ran fine for a while: reset the backoff
-                time.sleep(min(backoff, 2.0) if c.restarts else 0.0)
-                c.restarts += 1
-                self._start(c)
+                self._restart(c, now, exit_cause(c.proc.exitcode if dead else None), kill=not dead)
+        self._update_state()
         if now - self._last_log >= self.cfg.metrics.log_interval_s:
             self._last_log = now
             log.info("metrics: %s", self.summary())
+
+    def _restart(self, c: Child, now: float, why: str, kill: bool) -> None:
+        """Restart ``c`` with a backoff, or fail the run when it restarted too often within the window."""
+        if kill:
+            c.proc.kill()
+            c.proc.join(2)
+        if c.last_error:
+            why = f"{why} ({c.last_error})"
+            c.last_error = ""
+        sc = self.cfg.supervisor
+        while c.recent and now - c.recent[0] > sc.restart_window_s:
+            c.recent.popleft()
+        if len(c.recent) >= sc.max_restarts:
+            self.failed = (f"stage {c.name} {why}, its {len(c.recent) + 1}th failure within {sc.restart_window_s:.0f} s "
+                           f"(supervisor.max_restarts {sc.max_restarts}); stopping")
+            log.error("%s", self.failed)
+            return
+        c.recent.append(now)
+        c.total_restarts += 1
+        backoff = min(sc.restart_backoff_s * (2 ** min(c.restarts, 5)), 30.0)
+        log.warning("stage %s %s; restarting (restart %d within %.0f s)", c.name, why, len(c.recent), sc.restart_window_s)
+        if now - c.started > 60:
+            c.restarts = 0  # it ran fine for a while: reset the backoff
+        time.sleep(min(backoff, 2.0) if c.restarts else 0.0)
+        c.restarts += 1
+        c.carry_counters()
+        self._start(c)
+
+    def state(self) -> tuple[str, str]:
+        """("healthy" | "degraded", why) from recent restarts and camera status."""
+        now = time.monotonic()
+        window = self.cfg.supervisor.restart_window_s
+        why = [f"stage {c.name} restarted {len(c.recent)}x in the last {window:.0f} s" for c in self.children
+               if c.recent and now - c.recent[-1] <= window]
+        why += [f"camera {c.name.split(':', 1)[1]} offline" for c in self.children
+                if c.spec.kind == "capture" and self.live and c.metrics.get("is_online") == 0]
+        return ("degraded", "; ".join(why)) if why else ("healthy", "")
+
+    def _update_state(self) -> None:
+        state, why = self.state()
+        if state != self._state:
+            if state == "degraded":
+                log.warning("pipeline DEGRADED: %s", why)
+            elif self._state != "starting":
+                log.warning("pipeline healthy again")
+            if self.on_state is not None and (state == "degraded" or self._state != "starting"):
+                self.on_state(state, why)
+            self._state = state
 
     def summary(self) -> str:
         parts = []
@@ -151,7 +232,7 @@ class Supervisor:
             m = c.metrics
             keys = ("frames_out", "faces_out", "faces_embedded", "alerts", "dropped", "dropped_stale", "dropped_overload", "gated", "proc_ms_p50", "latency_ms_p99")
             vals = " ".join(f"{k}={m[k]:.0f}" if isinstance(m.get(k), float) else f"{k}={m[k]}" for k in keys if k in m)
-            parts.append(f"[{c.name} {vals} restarts={c.restarts}]")
+            parts.append(f"[{c.name} {vals} restarts={c.total_restarts}]")
         return " ".join(parts)
 
     def pids(self) -> dict[str, int]:
@@ -199,8 +280,8 @@ def stop_resource_tracker() -> None:
 
 
 def run_until(sup: Supervisor, until, timeout_s: float | None = None, on_tick=None) -> bool:
-    """Run ``sup`` until ``until()`` is true (True), SIGINT/SIGTERM or the timeout (False); always stops it
-    cleanly, children included, whatever happens."""
+    """Run ``sup`` until ``until()`` is true (True), or SIGINT/SIGTERM, the timeout or a failed pipeline
+    (``sup.failed`` says why) (False); always stops it cleanly, children included, whatever happens."""
     stop = {"flag": False}
 
     def handler(signum, _frame):
@@ -211,7 +292,7 @@ def run_until(sup: Supervisor, until, timeout_s: float | None = None, on_tick=No
     ok = False
     try:
         sup.start()
-        while not stop["flag"]:
+        while not stop["flag"] and not sup.failed:
             sup.poll(0.25)
             if on_tick:
                 on_tick(sup)

@@ -1,7 +1,8 @@
 """Collect stage: the last stage of a recorded-video run (``facewatch scan``), in place of the alert stage.
 
-It feeds every decision to ``ScanReportBuilder`` and, once every source has ended, writes the report
-atomically (0600: it names people) to the path the scan runner waits for.
+It feeds every decision and each file's ``SourceSummary`` (what capture read of it) to ``ScanReportBuilder``
+and, once every source has ended and been summarised, writes the report atomically (0600: it names people) to
+the path the scan runner waits for.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from engines.files import atomic_write_bytes
 from stream.pipeline.decisions import AlertRules, Cooldown
-from stream.pipeline.messages import CameraStatus, Decision
+from stream.pipeline.messages import Decision, SourceSummary
 from stream.pipeline.stage import Stage, StageSpec
 from stream.scan.report import ScanReportBuilder
 
@@ -26,15 +27,14 @@ class CollectStage(Stage):
                                          Cooldown(cfg.alerts.cooldown_s), observations=bool(spec.options.get("observations")))
 
     def loop_once(self) -> None:
-        m = self.recv(self.inp, 200, (Decision, CameraStatus))
+        m = self.recv(self.inp, 200, (Decision, SourceSummary))
         if m is None:
             return
-        if isinstance(m, CameraStatus):
-            if not m.online:
-                self.builder.source_failed(m.camera, m.detail)
-            return
-        if m.kind == "eos":
-            self.builder.end(m.camera, m.frame_index or 0)
+        if isinstance(m, SourceSummary) or m.kind == "eos":
+            if isinstance(m, SourceSummary):
+                self.builder.source(m)
+            else:
+                self.builder.end(m.camera)
             if self.builder.complete:
                 self.finish()
             return

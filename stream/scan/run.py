@@ -1,7 +1,8 @@
 """Recorded-video processing: run video files through the pipeline stages and return their ``ScanReport``.
 
 Recorded mode favours completeness: every (Nth) frame is processed with backpressure, nothing is dropped,
-and the collect stage writes the report when every file has ended.
+and the collect stage writes the report when every file has ended. Each file's report says whether it was
+read completely (``VideoReport.status``); the caller decides what a partial result means for it.
 """
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import cv2
 from tqdm import tqdm
 
 from stream.config import Config
+from stream.pipeline.capture import probe_frames
 from stream.pipeline.supervisor import Supervisor, run_until
 from stream.records import ScanReport
 from stream.scan.collect import CollectStage
@@ -38,13 +39,19 @@ def source_names(videos: list[str]) -> list[tuple[str, str]]:
 
 
 def frames_to_process(videos: list[str], every: int) -> int:
-    """Frame count the progress bar aims at (the containers' own counts; 0 when unknown)."""
+    """Frame count the progress bar aims at: every ``every``-th frame of what the containers announce (files that
+    say nothing, or are not regular files, count 0; they are checked before being opened, so this never hangs)."""
     total = 0
     for v in videos:
-        cap = cv2.VideoCapture(str(v))
-        total += max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)) // every
-        cap.release()
+        n = probe_frames(str(v))
+        total += -(-n // every) if n else 0  # frames 0, every, 2*every, ... of n
     return total
+
+
+def frames_processed(sup: Supervisor) -> int:
+    """Frames the detect stage has finished, by its last heartbeat: what the progress bar shows. Not the frames
+    capture has read, which run ahead of the pipeline by the queues' depth."""
+    return int(next((c.metrics.get("frames_in", 0) for c in sup.children if c.spec.kind == "detect"), 0))
 
 
 def scan_videos(cfg: Config, videos: list[str], every: int = 1, gallery: str | None = None, observations: bool = False,
@@ -62,14 +69,17 @@ def scan_videos(cfg: Config, videos: list[str], every: int = 1, gallery: str | N
     bar = tqdm(total=frames_to_process(videos, every), unit="frame", desc="scan", disable=not progress)
 
     def tick(s: Supervisor) -> None:
-        done = next((c.metrics.get("frames_out", 0) for c in s.children if c.spec.kind == "capture"), 0)
-        bar.update(max(0, int(done) - bar.n))
+        bar.update(max(0, frames_processed(s) - bar.n))
 
     try:
         ok = run_until(sup, until=report_path.exists, timeout_s=timeout_s, on_tick=tick)
-        bar.close()
         if not ok:
+            bar.close()
             raise ScanError("scan did not finish (interrupted or timed out)")
-        return ScanReport.model_validate_json(report_path.read_text())
+        report = ScanReport.model_validate_json(report_path.read_text())
+        # detect's last heartbeat may predate the report: end on what went through every stage
+        bar.update(max(0, sum(v.frames_processed for v in report.videos) - bar.n))
+        bar.close()
+        return report
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,7 +1,14 @@
-"""The event store: every alert is written here (SQLite) before any delivery is attempted.
+"""The event store: every alert is written here (SQLite) with one outbox entry per sink, before any delivery.
 
-Why first: a webhook that is down, a crash of the alert stage, or a restart must never lose an alert;
-deliveries are retried from what is stored. Camera status changes are stored too. The file is 0600.
+Why an outbox: a webhook that is down, a crash of the alert stage, or a restart must never lose an alert. The
+event and its deliveries (``deliveries`` table: one row per event and sink) are written in ONE transaction, so
+an alert is never stored without them; the delivery workers (``stream.outputs.delivery``) send what is due,
+reschedule what failed and mark ``failed`` only after ``alerts.delivery.give_up_after_s``; ``facewatch events
+redeliver`` puts entries back to pending. Camera status changes are stored too. The file is 0600, in WAL mode
+(the alert stage, its workers and the CLI each hold their own connection).
+
+Files written by older versions keep their ``webhook_state``/``webhook_attempts`` columns (unused now; their
+non-``none`` states are copied into the outbox once, so an old pending delivery is still sent).
 """
 from __future__ import annotations
 
@@ -9,9 +16,12 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from stream.records import Event
+from stream.records import DeliveryState, Event
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -27,63 +37,217 @@ CREATE TABLE IF NOT EXISTS events (
     latency_ms REAL NOT NULL,      -- capture -> alert
     box TEXT,
     chip_path TEXT,
-    frame_path TEXT,
-    webhook_state TEXT NOT NULL DEFAULT 'none',  -- none | pending | delivered | failed
-    webhook_attempts INTEGER NOT NULL DEFAULT 0
+    frame_path TEXT
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+CREATE TABLE IF NOT EXISTS deliveries (
+    event_id INTEGER NOT NULL REFERENCES events(id),
+    sink TEXT NOT NULL,                     -- webhook | jsonl | zmq_pub
+    state TEXT NOT NULL DEFAULT 'pending',  -- pending | delivered | failed
+    attempts INTEGER NOT NULL DEFAULT 0,    -- tries since it last became pending
+    next_attempt_at REAL NOT NULL,          -- wall-clock time the next try is due
+    pending_since REAL NOT NULL,            -- when it became pending (stored or redelivered): the give-up clock
+    last_error TEXT,
+    updated REAL NOT NULL,
+    PRIMARY KEY (event_id, sink)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(sink, state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS camera_status (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, camera TEXT NOT NULL, online INTEGER NOT NULL, detail TEXT
 );
 """
 
-COLUMNS = tuple(Event.model_fields)  # the table's columns are the record's fields, in order
+#: The stored columns of ``events``: the record's public fields (``deliveries`` lives in its own table).
+COLUMNS: tuple[str, ...] = Event.PUBLIC_FIELDS
+STATES: tuple[DeliveryState, ...] = ("pending", "delivered", "failed")
+
+
+class EventStoreError(ValueError):
+    """The event store file cannot be used (not SQLite, damaged, unreadable); the message names the file."""
+
+
+class UnknownEventError(EventStoreError):
+    """An event id that the store does not hold."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One outbox entry that is due: the event to send to ``sink`` and how often it was tried."""
+
+    event: Event
+    sink: str
+    attempts: int
+    pending_since: float
+    last_error: str | None
 
 
 class EventStore:
+    """One connection to the event store file; each thread or process that writes opens its own."""
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-        os.close(fd)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        except OSError as exc:
+            raise EventStoreError(f"{self.path}: cannot open the event store ({exc.strerror or exc})") from None
         self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
-        self.db.commit()
+        try:
+            with self._guard():
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.executescript(SCHEMA)
+                self._adopt_old_webhook_states()
+                self.db.commit()
+        except EventStoreError:
+            self.db.close()
+            raise
 
-    def add(self, event: Event) -> Event:
-        """Store ``event``; returns it with its row id."""
-        row = event.model_dump(exclude={"id"})
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """SQLite errors (a damaged or foreign file, a locked disk) become one line naming the file."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise EventStoreError(f"{self.path}: not a usable event store ({exc})") from None
+
+    def _adopt_old_webhook_states(self) -> None:
+        """Files of older versions tracked the webhook in ``events``; copy those states into the outbox (once:
+        an entry that exists is left alone) so nothing they still owed is forgotten."""
+        cols = {r[1] for r in self.db.execute("PRAGMA table_info(events)")}
+        if "webhook_state" in cols:
+            self.db.execute(
+                "INSERT OR IGNORE INTO deliveries (event_id, sink, state, attempts, next_attempt_at, pending_since, updated) "
+                "SELECT id, 'webhook', webhook_state, webhook_attempts, ts, ts, ts FROM events "
+                "WHERE webhook_state IN ('pending', 'delivered', 'failed')")
+
+    # ------------------------------------------------------------------ events
+    def add(self, event: Event, sinks: Iterable[str] = ()) -> Event:
+        """Store ``event`` and one pending delivery per sink in one transaction; returns it with its row id."""
+        row = event.model_dump(include=set(COLUMNS) - {"id"})
         row["box"] = json.dumps(row["box"]) if row["box"] is not None else None
-        with self.db:
+        sinks = list(dict.fromkeys(sinks))
+        now = time.time()
+        with self._guard(), self.db:
             cur = self.db.execute(
                 f"INSERT INTO events ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", list(row.values()))
-        return event.model_copy(update={"id": int(cur.lastrowid)})
-
-    def set_webhook(self, event_id: int, state: str, attempts: int) -> None:
-        with self.db:
-            self.db.execute("UPDATE events SET webhook_state = ?, webhook_attempts = ? WHERE id = ?", (state, attempts, event_id))
+            event_id = int(cur.lastrowid)
+            self.db.executemany(
+                "INSERT INTO deliveries (event_id, sink, state, attempts, next_attempt_at, pending_since, updated) "
+                "VALUES (?, ?, 'pending', 0, ?, ?, ?)", [(event_id, s, now, now, now) for s in sinks])
+        return event.model_copy(update={"id": event_id, "deliveries": {s: "pending" for s in sinks}})
 
     def add_status(self, camera: str, online: bool, detail: str, ts: float | None = None) -> None:
-        with self.db:
+        with self._guard(), self.db:
             self.db.execute("INSERT INTO camera_status (ts, camera, online, detail) VALUES (?, ?, ?, ?)",
                             (ts or time.time(), camera, int(online), detail))
 
+    def _event(self, values: Iterable) -> Event:
+        d = dict(zip(COLUMNS, values))
+        d["box"] = json.loads(d["box"]) if d["box"] else None
+        return Event.model_validate(d)
+
     def events(self, since: float = 0.0, limit: int = 10_000) -> list[Event]:
-        rows = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM events WHERE ts >= ? ORDER BY ts LIMIT ?", (since, limit))
+        """Stored events from ``since`` on, oldest first, each with its delivery state per sink."""
+        with self._guard():
+            rows = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM events WHERE ts >= ? ORDER BY ts LIMIT ?",
+                                   (since, limit)).fetchall()
+            states: dict[int, dict[str, str]] = {}
+            for event_id, sink, state in self.db.execute(
+                    "SELECT d.event_id, d.sink, d.state FROM deliveries d JOIN events e ON e.id = d.event_id "
+                    "WHERE e.ts >= ? ORDER BY d.event_id, d.sink", (since,)):
+                states.setdefault(event_id, {})[sink] = state
         out = []
         for r in rows:
-            d = dict(zip(COLUMNS, r))
-            d["box"] = json.loads(d["box"]) if d["box"] else None
-            out.append(Event.model_validate(d))
+            e = self._event(r)
+            out.append(e.model_copy(update={"deliveries": states.get(e.id, {})}))
         return out
 
-    def pending_webhooks(self) -> list[Event]:
-        return [e for e in self.events() if e.webhook_state == "pending"]
-
     def statuses(self) -> list[dict]:
-        return [dict(zip(("ts", "camera", "online", "detail"), r))
-                for r in self.db.execute("SELECT ts, camera, online, detail FROM camera_status ORDER BY id")]
+        with self._guard():
+            return [dict(zip(("ts", "camera", "online", "detail"), r))
+                    for r in self.db.execute("SELECT ts, camera, online, detail FROM camera_status ORDER BY id")]
+
+    # ------------------------------------------------------------------ the outbox
+    def due(self, sink: str, now: float | None = None, limit: int = 100, exclude: Iterable[int] = ()) -> list[Delivery]:
+        """Pending deliveries to ``sink`` whose next try is due, oldest due first (``exclude``: in flight)."""
+        skip = list(exclude)
+        cols = ", ".join(f"e.{c}" for c in COLUMNS)
+        with self._guard():
+            rows = self.db.execute(
+                f"SELECT {cols}, d.attempts, d.pending_since, d.last_error FROM deliveries d "
+                f"JOIN events e ON e.id = d.event_id WHERE d.sink = ? AND d.state = 'pending' AND d.next_attempt_at <= ? "
+                f"AND d.event_id NOT IN ({', '.join('?' for _ in skip)}) ORDER BY d.next_attempt_at, d.event_id LIMIT ?",
+                [sink, time.time() if now is None else now, *skip, limit]).fetchall()
+        n = len(COLUMNS)
+        return [Delivery(self._event(r[:n]), sink, int(r[n]), float(r[n + 1]), r[n + 2]) for r in rows]
+
+    def next_due(self, sink: str, exclude: Iterable[int] = ()) -> float | None:
+        """When the next pending delivery to ``sink`` (not in ``exclude``) is due; None when none is pending."""
+        skip = list(exclude)
+        with self._guard():
+            (t,) = self.db.execute(
+                f"SELECT MIN(next_attempt_at) FROM deliveries WHERE sink = ? AND state = 'pending' "
+                f"AND event_id NOT IN ({', '.join('?' for _ in skip)})", [sink, *skip]).fetchone()
+        return t
+
+    def _set(self, event_id: int, sink: str, sql: str, args: tuple) -> None:
+        with self._guard(), self.db:
+            self.db.execute(f"UPDATE deliveries SET {sql}, updated = ? WHERE event_id = ? AND sink = ?",
+                            (*args, time.time(), event_id, sink))
+
+    def mark_delivered(self, event_id: int, sink: str) -> None:
+        self._set(event_id, sink, "state = 'delivered', attempts = attempts + 1, last_error = NULL", ())
+
+    def reschedule(self, event_id: int, sink: str, next_attempt_at: float, error: str) -> None:
+        """A failed try: counted, the error kept, the next try at ``next_attempt_at``."""
+        self._set(event_id, sink, "state = 'pending', attempts = attempts + 1, next_attempt_at = ?, last_error = ?",
+                  (next_attempt_at, error))
+
+    def mark_failed(self, event_id: int, sink: str, error: str) -> None:
+        """The last failed try: given up on (``redeliver`` puts it back)."""
+        self._set(event_id, sink, "state = 'failed', attempts = attempts + 1, last_error = ?", (error,))
+
+    def delivery_states(self, event_id: int) -> list[dict]:
+        """Every delivery of one event: sink, state, attempts, next try, last error, last change."""
+        keys = ("sink", "state", "attempts", "next_attempt_at", "pending_since", "last_error", "updated")
+        with self._guard():
+            return [dict(zip(keys, r)) for r in self.db.execute(
+                f"SELECT {', '.join(keys)} FROM deliveries WHERE event_id = ? ORDER BY sink", (event_id,))]
+
+    def redeliver(self, ids: Iterable[int] = (), failed_only: bool = False) -> int:
+        """Put deliveries back to pending, due now, with a fresh give-up clock; returns how many.
+
+        ``ids`` limits it to those events (all of them must exist, else nothing changes); ``failed_only`` to the
+        failed entries, otherwise every undelivered one (pending ones become due at once)."""
+        ids = sorted(set(ids))
+        now = time.time()
+        where = ["state = 'failed'" if failed_only else "state != 'delivered'"]
+        if ids:
+            where.append(f"event_id IN ({', '.join('?' for _ in ids)})")
+        with self._guard(), self.db:
+            if ids:
+                known = {r[0] for r in self.db.execute(
+                    f"SELECT id FROM events WHERE id IN ({', '.join('?' for _ in ids)})", ids)}
+                missing = [i for i in ids if i not in known]
+                if missing:
+                    raise UnknownEventError(f"{self.path}: no event with id {', '.join(map(str, missing))}")
+            cur = self.db.execute(
+                f"UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, pending_since = ?, "
+                f"updated = ? WHERE {' AND '.join(where)}", (now, now, now, *ids))
+        return cur.rowcount
+
+    def delivery_stats(self, now: float | None = None) -> dict[str, dict[str, float]]:
+        """Per sink: how many deliveries are pending, delivered, failed, and the age (s) of the oldest pending one
+        (0 when none is pending)."""
+        now = time.time() if now is None else now
+        out: dict[str, dict[str, float]] = {}
+        with self._guard():
+            for sink, state, n in self.db.execute("SELECT sink, state, COUNT(*) FROM deliveries GROUP BY sink, state"):
+                out.setdefault(sink, {**{s: 0 for s in STATES}, "oldest_pending_s": 0.0})[state] = n
+            for sink, oldest in self.db.execute(
+                    "SELECT sink, MIN(pending_since) FROM deliveries WHERE state = 'pending' GROUP BY sink"):
+                out[sink]["oldest_pending_s"] = max(0.0, now - oldest)
+        return out
 
     def close(self) -> None:
         self.db.close()

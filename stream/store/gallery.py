@@ -4,7 +4,14 @@ Crash safety: every change is one SQLite transaction that also bumps ``generatio
 derived data, saved atomically as ``index.<generation>.hnsw`` after the commit. A reader that finds no
 index file for the current generation (a writer died between commit and index save, or is saving right
 now) rebuilds the index from the embeddings in SQLite. So a SIGKILL at any point leaves either the old
-or the new gallery, both loadable.
+or the new gallery, both loadable. A new gallery's database is built under a temporary name and linked
+into place complete, so a killed first enrollment never leaves a half-made ``gallery.sqlite`` either.
+
+Never damaged by an error: a writer initialises only a directory that does not exist yet or is empty.
+Anything else that is not a valid gallery (a zero-byte or corrupt ``gallery.sqlite``, an SQLite file without
+our tables, index files without a database, a read-only directory or file) is a ``GalleryError`` naming the
+path, raised before a single file is touched. ``check`` diagnoses a gallery without opening it as a
+``Gallery``; ``repair`` rebuilds the index from the rows, and only when asked.
 
 Biometric data: the directory is created 0700 and its files 0600.
 """
@@ -12,11 +19,17 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
+import stat
 import tempfile
 import time
-from dataclasses import dataclass
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import hnswlib
 import numpy as np
@@ -28,27 +41,35 @@ REBUILD_DELETED_SHARE = 0.25  # rebuild the index when this share of its entries
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 64
+NAME_MAX_CHARS = 128
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+INDEX_RE = re.compile(r"^index\.(\d+)\.hnsw$")
+# Our own temporary files (a writer killed mid-save leaves them); they do not make a directory "non-empty".
+TEMP_RE = re.compile(r"^\.(index|gallery-init)\..*\.tmp(-journal)?$")
+# The tables and the columns this code reads: an SQLite file without them is not ours to write into.
+REQUIRED_COLUMNS = {"meta": {"key", "value"}, "persons": {"id", "name"}, "samples": {"id", "person_id", "embedding"}}
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS persons (
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE persons (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
     created REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS samples (
+CREATE TABLE samples (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     person_id INTEGER NOT NULL REFERENCES persons(id) ON DELETE CASCADE,
     embedding BLOB NOT NULL,
     source TEXT,
     created REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS samples_person ON samples(person_id);
+CREATE INDEX samples_person ON samples(person_id);
 """
 
 
 class GalleryError(ValueError):
-    """A gallery operation that cannot be done (unknown person, wrong dimension, ...)."""
+    """A gallery operation that cannot be done (unknown person, wrong dimension, damaged files, ...)."""
 
 
 @dataclass(frozen=True)
@@ -68,43 +89,236 @@ def accepts(score: float, threshold: float) -> bool:
     return score >= threshold
 
 
+# --------------------------------------------------------------------- names
+def _shown(name: str) -> str:
+    """A name for an error message: quoted, control characters visible, cut when absurdly long."""
+    return repr(name if len(name) <= 40 else name[:40] + "...")
+
+
+def normalize_name(name: str) -> str:
+    """The one spelling of a person's name, used by every method that takes one.
+
+    NFC (a composed and a decomposed "é" are the same person), surrounding spaces stripped, inner runs of
+    whitespace made one space. Refused with the reason: empty, control or format characters (tab, newline,
+    zero-width, ...: invisible in a list, so two "identical" names could differ), path separators (names end
+    up in file names of snapshots and exports), more than ``NAME_MAX_CHARS`` characters.
+    """
+    if not isinstance(name, str):
+        raise GalleryError(f"a person's name must be text, not {type(name).__name__}")
+    text = unicodedata.normalize("NFC", name)
+    bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cf")), None)
+    if bad is not None:
+        raise GalleryError(f"name {_shown(name)}: contains a control character (U+{ord(bad):04X}); use plain text")
+    if "/" in text or "\\" in text:
+        raise GalleryError(f"name {_shown(name)}: must not contain a path separator ('/' or '\\')")
+    text = " ".join(text.split())
+    if not text:
+        raise GalleryError("a person's name must not be empty")
+    if len(text) > NAME_MAX_CHARS:
+        raise GalleryError(f"name {_shown(text)}: {len(text)} characters, at most {NAME_MAX_CHARS} allowed")
+    return text
+
+
+# --------------------------------------------------------------------- the state on disk
+def _writable(path: Path) -> bool:
+    """Whether we may write ``path``. Root ignores permission bits, so for root a file or directory whose
+    write bits are all off counts as read-only too: someone made it so on purpose."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    if not os.access(path, os.W_OK):
+        return False
+    return os.geteuid() != 0 or bool(mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _foreign_entries(directory: Path) -> list[str]:
+    """Entries of ``directory`` that are not our own temporary leftovers (sorted)."""
+    return sorted(e.name for e in directory.iterdir() if not TEMP_RE.match(e.name))
+
+
+def _index_files(directory: Path) -> dict[int, Path]:
+    """``index.<generation>.hnsw`` files by generation."""
+    out = {}
+    for p in directory.iterdir():
+        m = INDEX_RE.match(p.name)
+        if m:
+            out[int(m.group(1))] = p
+    return out
+
+
+def _connect(db_path: Path) -> sqlite3.Connection:
+    """Open and validate an existing gallery database; ``GalleryError`` naming the file when it is not one.
+
+    A plain connection, not ``mode=ro``: after a writer was killed mid-transaction, the first reader must be
+    able to roll back SQLite's hot journal. Nothing here writes otherwise.
+    """
+    if not db_path.is_file():
+        raise GalleryError(f"{db_path}: not a regular file")
+    try:
+        with open(db_path, "rb") as fh:
+            header = fh.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise GalleryError(f"{db_path}: cannot read ({exc.strerror or exc})") from None
+    if not header:
+        raise GalleryError(f"{db_path}: empty file (0 bytes), not a gallery database")
+    if header != SQLITE_MAGIC:
+        raise GalleryError(f"{db_path}: not an SQLite database (unrecognised header)")
+    db = sqlite3.connect(db_path, timeout=30)
+    try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables & set(REQUIRED_COLUMNS):
+            raise GalleryError(f"{db_path}: an SQLite database but not a facewatch gallery (no gallery tables)")
+        for table, needed in REQUIRED_COLUMNS.items():
+            if table not in tables:
+                raise GalleryError(f"{db_path}: damaged gallery database (table {table!r} is missing)")
+            columns = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+            if not needed <= columns:
+                raise GalleryError(f"{db_path}: damaged gallery database (table {table!r} lacks "
+                                   f"{', '.join(sorted(needed - columns))})")
+        meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('dim', 'generation')").fetchall())
+        for key in ("dim", "generation"):
+            if not str(meta.get(key, "")).isdigit():
+                raise GalleryError(f"{db_path}: damaged gallery metadata ({key!r} is missing or not a number)")
+        db.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise GalleryError(_sqlite_problem(db_path, exc)) from None
+    except GalleryError:
+        db.close()
+        raise
+    return db
+
+
+def _sqlite_problem(db_path: Path, exc: sqlite3.DatabaseError) -> str:
+    """One line for an SQLite failure: "corrupt" only when SQLite says the file is damaged (not when it is
+    locked or read-only)."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and "malformed" not in text:
+        return f"{db_path}: cannot use the gallery database ({text})"
+    return f"{db_path}: corrupt SQLite database ({text})"
+
+
+def _initialisable(directory: Path) -> bool:
+    """A writer may create a gallery only where nothing is: no directory yet, or an empty one."""
+    return not directory.exists() or (directory.is_dir() and not _foreign_entries(directory))
+
+
+def _refuse_state(directory: Path, *, write: bool, create: bool) -> bool:
+    """Raise ``GalleryError`` for every state that must not be touched; True when the caller is to initialise.
+
+    Touches nothing: safe to call before slow work (the CLI runs it before analysing photos).
+    """
+    if directory.exists() and not directory.is_dir():
+        raise GalleryError(f"{directory}: not a directory")
+    db_path = directory / DB_FILE
+    if not db_path.exists() and not db_path.is_symlink():
+        if not (write and create):
+            raise GalleryError(f"no gallery at {directory}")
+        if not _initialisable(directory):
+            others = _foreign_entries(directory)
+            raise GalleryError(f"{directory}: no {DB_FILE} but {len(others)} other file(s) ({', '.join(others[:3])}); "
+                               "not a gallery, refusing to initialise one over it")
+        parent = directory
+        while not parent.exists():
+            parent = parent.parent
+        if not _writable(parent):
+            raise GalleryError(f"{parent}: read-only directory, cannot create the gallery {directory}")
+        return True
+    if not db_path.is_file():
+        raise GalleryError(f"{db_path}: not a regular file")
+    if write:
+        for p in (directory, db_path):
+            if not _writable(p):
+                raise GalleryError(f"{p}: read-only, the gallery cannot be changed")
+    return False
+
+
+def _initialise(directory: Path, dim: int) -> None:
+    """Create an empty gallery: the database is built under a temporary name and linked into place whole."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".gallery-init.", suffix=".tmp")  # 0600
+        os.close(fd)
+    except OSError as exc:
+        raise GalleryError(f"{directory}: cannot create the gallery ({exc.strerror or exc})") from None
+    try:
+        db = sqlite3.connect(tmp)
+        try:
+            db.executescript(SCHEMA)
+            db.executemany("INSERT INTO meta VALUES (?, ?)", [("dim", str(dim)), ("generation", "0")])
+            db.commit()
+        finally:
+            db.close()
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, directory / DB_FILE)  # fails if another writer got there first: then use theirs
+        except FileExistsError:
+            pass
+    except (OSError, sqlite3.Error) as exc:
+        raise GalleryError(f"{directory}: cannot create the gallery ({exc})") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def writer_preflight(directory: str | Path) -> None:
+    """Raise ``GalleryError`` now if a writer could not use ``directory``, without creating or changing anything.
+
+    For commands that do slow work (analysing photos) before they write: bad gallery state is reported first."""
+    d = Path(directory)
+    if not _refuse_state(d, write=True, create=True):
+        _connect(d / DB_FILE).close()
+
+
+@contextmanager
+def _sqlite_errors(db_path: Path) -> Iterator[None]:
+    """SQLite failures mid-operation (a corrupt page, a locked or read-only file) as one-line GalleryErrors."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise GalleryError(_sqlite_problem(db_path, exc)) from None
+
+
+# --------------------------------------------------------------------- the gallery
 class Gallery:
-    """Open (or create) the gallery in ``directory``.
+    """Open (or, for a writer, create) the gallery in ``directory``.
 
     ``readonly`` readers (the pipeline's match stage) never write: a missing index is rebuilt in memory.
+    ``create=False`` writers (removal) refuse a directory without a gallery instead of making one.
     """
 
-    def __init__(self, directory: str | Path, *, dim: int = 128, readonly: bool = False) -> None:
+    def __init__(self, directory: str | Path, *, dim: int = 128, readonly: bool = False, create: bool = True) -> None:
         self.dir = Path(directory)
+        self.path = self.dir / DB_FILE
         self.dim = dim
         self.readonly = readonly
-        if readonly:
-            if not (self.dir / DB_FILE).is_file():
-                raise GalleryError(f"{self.dir}: no gallery here (missing {DB_FILE})")
-            # A plain connection, not mode=ro: after a writer was killed mid-transaction, the first reader
-            # must be able to roll back SQLite's hot journal. This object still never writes.
-            self.db = sqlite3.connect(self.dir / DB_FILE, timeout=30)
-        else:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.dir, 0o700)
-            self.db = sqlite3.connect(self.dir / DB_FILE, timeout=30)
-            os.chmod(self.dir / DB_FILE, 0o600)
-            self.db.executescript(SCHEMA)
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('dim', ?)", (str(dim),))
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
-            self.db.commit()
-        self.db.execute("PRAGMA foreign_keys = ON")
-        stored_dim = int(self._meta("dim", str(dim)))
-        if stored_dim != dim:
-            raise GalleryError(f"{self.dir}: gallery holds {stored_dim}-d embeddings, the embedder makes {dim}-d")
-        self.index: hnswlib.Index | None = None
-        self._labels_to_person: dict[int, str] = {}
-        self.loaded_generation = -1
-        self.reload()
+        if _refuse_state(self.dir, write=not readonly, create=create):
+            _initialise(self.dir, dim)
+        self.db = _connect(self.path)
+        try:
+            stored_dim = int(self._meta("dim", str(dim)))
+            if stored_dim != dim:
+                raise GalleryError(f"{self.path}: gallery holds {stored_dim}-d embeddings, the embedder makes {dim}-d")
+            self.index: hnswlib.Index | None = None
+            self._labels_to_person: dict[int, str] = {}
+            self.loaded_generation = -1
+            self.reload()
+        except BaseException:
+            self.db.close()
+            raise
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ----------------------------------------------------------------- state
     def _meta(self, key: str, default: str = "0") -> str:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        with _sqlite_errors(self.path):
+            row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
     @property
@@ -116,12 +330,7 @@ class Gallery:
         return self.dir / f"index.{generation}.hnsw"
 
     def _rows(self) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-        rows = self.db.execute(
-            "SELECT s.id, p.name, s.embedding FROM samples s JOIN persons p ON p.id = s.person_id ORDER BY s.id"
-        ).fetchall()
-        labels = np.array([r[0] for r in rows], dtype=np.int64)
-        vecs = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(-1, self.dim)
-        return labels, vecs, {int(r[0]): r[1] for r in rows}
+        return _read_rows(self.db, self.path, self.dim)
 
     def _build_index(self, labels: np.ndarray, vecs: np.ndarray) -> hnswlib.Index:
         index = hnswlib.Index(space="ip", dim=self.dim)
@@ -139,9 +348,7 @@ class Gallery:
         path = self._index_path(gen)
         if path.is_file():
             try:
-                index = hnswlib.Index(space="ip", dim=self.dim)
-                index.load_index(str(path), max_elements=max(64, 2 * len(labels)))
-                index.set_ef(HNSW_EF_SEARCH)
+                index = _load_index(path, self.dim, len(labels))
                 if not set(mapping) <= set(index.get_ids_list()):
                     raise ValueError("index does not cover the stored samples")
             except Exception as exc:  # a damaged index is derived data: rebuild, never trust
@@ -155,7 +362,20 @@ class Gallery:
         self._labels_to_person = mapping
         self.loaded_generation = gen
 
+    def rebuild_index(self) -> Path:
+        """Build the index of the current generation from the rows and save it (``repair``); its path."""
+        self._require_writable()
+        gen = self.generation
+        labels, vecs, mapping = self._rows()
+        index = self._build_index(labels, vecs)
+        self._save_index(index, gen)
+        self.index, self._labels_to_person, self.loaded_generation = index, mapping, gen
+        return self._index_path(gen)
+
     def _save_index(self, index: hnswlib.Index, generation: int) -> None:
+        """Write atomically (temp file, fsync, rename), then drop the index files of older generations.
+
+        Newer ones are left alone: they belong to a writer that committed after us."""
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".index.", suffix=".tmp")
         os.close(fd)
         try:
@@ -167,8 +387,8 @@ class Gallery:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        for old in self.dir.glob("index.*.hnsw"):
-            if old.name != self._index_path(generation).name:
+        for gen, old in _index_files(self.dir).items():
+            if gen < generation:
                 old.unlink(missing_ok=True)
 
     def _bump(self, cur: sqlite3.Cursor) -> int:
@@ -178,15 +398,13 @@ class Gallery:
 
     def _require_writable(self) -> None:
         if self.readonly:
-            raise GalleryError("gallery opened read-only")
+            raise GalleryError(f"{self.dir}: gallery opened read-only")
 
     # ----------------------------------------------------------------- changes
     def enroll(self, name: str, embeddings: np.ndarray, sources: list[str] | None = None) -> int:
         """Add samples for ``name`` (created if new) in one transaction; returns the number added."""
         self._require_writable()
-        name = name.strip()
-        if not name:
-            raise GalleryError("a person's name must not be empty")
+        name = normalize_name(name)
         emb = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, self.dim)
         if len(emb) == 0:
             raise GalleryError(f"no usable face to enroll for {name!r}")
@@ -194,7 +412,7 @@ class Gallery:
             raise GalleryError("embeddings contain NaN or infinity")
         sources = sources or [""] * len(emb)
         now = time.time()
-        with self.db:  # one transaction: all samples or none
+        with _sqlite_errors(self.path), self.db:  # one transaction: all samples or none
             cur = self.db.cursor()
             cur.execute("INSERT OR IGNORE INTO persons (name, created) VALUES (?, ?)", (name, now))
             pid = cur.execute("SELECT id FROM persons WHERE name = ?", (name,)).fetchone()[0]
@@ -209,15 +427,17 @@ class Gallery:
     def remove(self, name: str) -> int:
         """Delete a person and their samples; returns how many samples went. Unknown name -> GalleryError."""
         self._require_writable()
-        row = self.db.execute("SELECT id FROM persons WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise GalleryError(f"no person named {name!r} in the gallery")
-        with self.db:
-            cur = self.db.cursor()
-            labels = [r[0] for r in cur.execute("SELECT id FROM samples WHERE person_id = ?", (row[0],))]
-            cur.execute("DELETE FROM samples WHERE person_id = ?", (row[0],))
-            cur.execute("DELETE FROM persons WHERE id = ?", (row[0],))
-            gen = self._bump(cur)
+        name = normalize_name(name)
+        with _sqlite_errors(self.path):
+            row = self.db.execute("SELECT id FROM persons WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise GalleryError(f"no person named {name!r} in the gallery")
+            with self.db:
+                cur = self.db.cursor()
+                labels = [r[0] for r in cur.execute("SELECT id FROM samples WHERE person_id = ?", (row[0],))]
+                cur.execute("DELETE FROM samples WHERE person_id = ?", (row[0],))
+                cur.execute("DELETE FROM persons WHERE id = ?", (row[0],))
+                gen = self._bump(cur)
         self._after_change(gen, deleted=labels)
         return len(labels)
 
@@ -240,19 +460,24 @@ class Gallery:
         if total and (total - len(labels)) / total > REBUILD_DELETED_SHARE:
             log.info("gallery index: %d of %d entries deleted, rebuilding", total - len(labels), total)
             index = self._build_index(labels, vecs)
-        self._save_index(index, gen)
+        try:
+            self._save_index(index, gen)
+        except OSError as exc:  # the change is committed; the index is derived data that readers rebuild
+            log.warning("%s: the change is saved, but its index file could not be written (%s); readers rebuild it "
+                        "(facewatch gallery repair writes it)", self.dir, exc.strerror or exc)
         self.index, self._labels_to_person, self.loaded_generation = index, mapping, gen
 
     # ----------------------------------------------------------------- queries
     def persons(self) -> list[tuple[str, int]]:
         """(name, number of samples), sorted by name."""
-        return [
-            (r[0], r[1])
-            for r in self.db.execute(
-                "SELECT p.name, COUNT(s.id) FROM persons p LEFT JOIN samples s ON s.person_id = p.id "
-                "GROUP BY p.id ORDER BY p.name"
-            )
-        ]
+        with _sqlite_errors(self.path):
+            return [
+                (r[0], r[1])
+                for r in self.db.execute(
+                    "SELECT p.name, COUNT(s.id) FROM persons p LEFT JOIN samples s ON s.person_id = p.id "
+                    "GROUP BY p.id ORDER BY p.name"
+                )
+            ]
 
     def __len__(self) -> int:
         return len(self._labels_to_person)
@@ -281,3 +506,185 @@ class Gallery:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _read_rows(db: sqlite3.Connection, db_path: Path, dim: int) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """Sample ids, their embeddings (``N x dim``) and id -> person name; a malformed embedding is an error."""
+    with _sqlite_errors(db_path):
+        rows = db.execute(
+            "SELECT s.id, p.name, s.embedding FROM samples s JOIN persons p ON p.id = s.person_id ORDER BY s.id"
+        ).fetchall()
+    for sid, _name, blob in rows:
+        if not isinstance(blob, bytes) or len(blob) != 4 * dim:
+            size = len(blob) if isinstance(blob, (bytes, str)) else 0
+            raise GalleryError(f"{db_path}: damaged gallery database (sample {sid} holds a {size}-byte embedding, "
+                               f"expected {4 * dim})")
+    labels = np.array([r[0] for r in rows], dtype=np.int64)
+    vecs = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(-1, dim)
+    return labels, vecs, {int(r[0]): r[1] for r in rows}
+
+
+def _load_index(path: Path, dim: int, n_rows: int) -> hnswlib.Index:
+    index = hnswlib.Index(space="ip", dim=dim)
+    index.load_index(str(path), max_elements=max(64, 2 * n_rows))
+    index.set_ef(HNSW_EF_SEARCH)
+    return index
+
+
+# --------------------------------------------------------------------- check and repair
+@dataclass
+class GalleryHealth:
+    """What ``facewatch gallery check`` reports; ``problems`` is empty for a healthy gallery."""
+
+    path: str
+    database: str = "missing"  # "ok", or what is wrong with gallery.sqlite
+    integrity: str | None = None  # SQLite's PRAGMA integrity_check ("ok" or its findings), when it could run
+    persons: int | None = None
+    samples: int | None = None
+    generation: int | None = None
+    dim: int | None = None
+    index: str = "missing"  # consistent | inconsistent | damaged | stale | missing
+    index_file: str | None = None
+    leftover_index_files: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    @property
+    def database_ok(self) -> bool:
+        """The SQLite file itself is sound (whatever the index says): the precondition for ``repair``."""
+        return self.database == "ok" and self.integrity == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "healthy": self.healthy}
+
+
+def check(directory: str | Path) -> GalleryHealth:
+    """Diagnose the gallery in ``directory`` without changing it; works where ``Gallery`` refuses to open.
+
+    Raises ``GalleryError`` only when there is no gallery at all (no directory, or no ``gallery.sqlite`` in it).
+    """
+    d = Path(directory)
+    db_path = d / DB_FILE
+    if not d.is_dir() or not (db_path.exists() or db_path.is_symlink()):
+        if d.exists() and not d.is_dir():
+            raise GalleryError(f"{d}: not a directory")
+        raise GalleryError(f"no gallery at {d}")
+    h = GalleryHealth(path=str(d))
+    try:
+        db = _connect(db_path)
+    except GalleryError as exc:
+        h.database = str(exc)
+        h.index = "unknown"
+        h.problems.append(str(exc))
+        return h
+    try:
+        h.database = "ok"
+        try:
+            findings = [r[0] for r in db.execute("PRAGMA integrity_check")]
+            h.integrity = "ok" if findings == ["ok"] else "; ".join(findings[:5])
+        except sqlite3.DatabaseError as exc:
+            h.integrity = str(exc)
+        if h.integrity != "ok":
+            h.problems.append(f"{db_path}: SQLite integrity check failed: {h.integrity}")
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        h.dim, h.generation = int(meta["dim"]), int(meta["generation"])
+        h.persons = db.execute("SELECT COUNT(*) FROM persons").fetchone()[0]
+        h.samples = db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+        labels, vecs, _ = _read_rows(db, db_path, h.dim)
+        _check_index(h, d, labels, vecs)
+    except GalleryError as exc:  # rows that cannot be read: the database, not the index, is at fault
+        h.database = str(exc)
+        h.problems.append(str(exc))
+    except sqlite3.DatabaseError as exc:
+        h.database = _sqlite_problem(db_path, exc)
+        h.problems.append(h.database)
+    finally:
+        db.close()
+    return h
+
+
+def _check_index(h: GalleryHealth, d: Path, labels: np.ndarray, vecs: np.ndarray) -> None:
+    """Fill in the index verdict: its file for the current generation must hold exactly the rows' vectors."""
+    assert h.generation is not None and h.dim is not None
+    files = _index_files(d)
+    current = files.pop(h.generation, None)
+    h.leftover_index_files = sorted(p.name for p in files.values())
+    newer = sorted(p.name for g, p in files.items() if g > h.generation)
+    if newer:
+        h.problems.append(f"{d}: index file(s) {', '.join(newer)} newer than the database (generation "
+                          f"{h.generation}): was {DB_FILE} replaced by an older copy?")
+    if current is None:
+        h.index = "stale" if files else "missing"
+        what = (f"only index file(s) of other generations ({', '.join(h.leftover_index_files)})" if files
+                else "no index file")
+        h.problems.append(f"{d}: index.{h.generation}.hnsw is missing ({what}); `facewatch gallery repair` rebuilds it")
+        return
+    h.index_file = current.name
+    try:
+        index = _load_index(current, h.dim, len(labels))
+    except Exception as exc:  # hnswlib raises RuntimeError and friends for a damaged file
+        h.index = "damaged"
+        h.problems.append(f"{current}: unreadable index ({exc}); `facewatch gallery repair` rebuilds it")
+        return
+    live = _live_ids(index)
+    rows = {int(x) for x in labels}
+    same = live == rows
+    if same and len(labels):
+        stored = index.get_items(labels.tolist())
+        same = bool(np.allclose(stored, vecs, atol=1e-5))
+    h.index = "consistent" if same else "inconsistent"
+    if not same:
+        h.problems.append(f"{current}: index does not match the database ({len(live)} entries, {len(rows)} samples); "
+                          "`facewatch gallery repair` rebuilds it")
+
+
+def _live_ids(index: hnswlib.Index) -> set[int]:
+    """Labels in ``index`` that are not marked deleted (hnswlib only tells per label, by refusing them)."""
+    ids = [int(x) for x in index.get_ids_list()]
+    try:
+        index.get_items(ids)
+        return set(ids)
+    except RuntimeError:
+        live = set()
+        for i in ids:
+            try:
+                index.get_items([i])
+                live.add(i)
+            except RuntimeError:
+                pass
+        return live
+
+
+@dataclass
+class RepairResult:
+    """What ``repair`` did, and the health afterwards."""
+
+    path: str
+    before: str  # the index verdict before
+    rebuilt: str | None  # the index file written, None when there was nothing to repair
+    samples: int
+    after: GalleryHealth
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "index_before": self.before, "rebuilt": self.rebuilt, "samples": self.samples,
+                "healthy": self.after.healthy, "problems": self.after.problems}
+
+
+def repair(directory: str | Path) -> RepairResult:
+    """Rebuild the index from the rows when it is not consistent. Refuses (``GalleryError``, nothing touched) a
+    gallery whose SQLite database itself is damaged: that needs a backup, not a rebuild from bad rows."""
+    before = check(directory)
+    if not before.database_ok:
+        why = before.problems[0] if before.problems else before.integrity
+        raise GalleryError(f"cannot repair {before.path}, its database itself is damaged ({why}); "
+                           f"restore {DB_FILE} from a backup")
+    if before.index == "consistent":
+        return RepairResult(before.path, before.index, None, before.samples or 0, before)
+    assert before.dim is not None
+    with Gallery(directory, dim=before.dim, create=False) as g:
+        written = g.rebuild_index()
+    after = check(directory)
+    return RepairResult(before.path, before.index, written.name, after.samples or 0, after)
