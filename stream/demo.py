@@ -28,19 +28,22 @@ class DemoError(RuntimeError):
     """The demo could not show an alert; the message says which step failed."""
 
 
-def demo_config(base: Config, work: Path) -> Config:
-    """``base`` with one replayed camera, a gallery and event store under ``work``, and no metrics port."""
+def demo_config(base: Config, work: Path, console: bool = True) -> Config:
+    """``base`` with one replayed camera, a gallery and event store under ``work``, and no metrics port.
+    ``console=False`` when ``work`` is deleted afterwards: the alert line would name a snapshot that is gone."""
     data = base.model_dump(mode="json")
+    data["alerts"]["sinks"]["console"] = console
     data.update(data_dir=str(work), cameras=[{"name": DEMO_CAMERA, "source": str(work / "demo.mp4"), "fps": 10, "replay": True}])
     data["matching"]["gallery"] = "gallery"
     data["metrics"]["enabled"] = False
     return Config.model_validate(data)
 
 
-def run_demo(base: Config, analyzer: FaceAnalyzer, work: Path, timeout_s: float, say: Callable[[str], None]) -> Event:
+def run_demo(base: Config, analyzer: FaceAnalyzer, work: Path, timeout_s: float, say: Callable[[str], None],
+             keep: bool = False) -> Event:
     """Render, enroll, run live until the first alert; that alert, or ``DemoError``."""
     ModelStore(base.home).prepare()
-    cfg = demo_config(base, work)
+    cfg = demo_config(base, work, console=keep)
     head = astronaut_head()
     clip = render_clip(work / "demo.mp4", [Appearance(head, 0.5, 5.5)], size=(1280, 720), duration_s=6.0)
     say(f"demo: clip {clip} (1280x720, the astronaut's face crossing the frame)")

@@ -328,6 +328,10 @@ def test_rtsp_camera_alerts_then_reconnects_after_server_restart(tmp_path, live_
                                               if json.loads(ln)["ts_capture"] > down_at], 90, "an alert after the reconnect")
         statuses = EventStore(store).statuses()
         assert [s["online"] for s in statuses][:3] == [1, 0, 1]
+        # the outage is said in facewatch's words, with a reason; OpenCV's and FFmpeg's own lines stay out
+        text = run.text()
+        assert re.search(r"CAMERA rtsp-cam OFFLINE: .+", text)
+        assert not re.search(r"\[ ?WARN:|\[ERROR:|\[(tcp|rtsp|h264)[^\]]* @ 0x|backend is generally available", text), text
     finally:
         server.kill()
         assert run.stop() == 0

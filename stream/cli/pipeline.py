@@ -205,9 +205,12 @@ def demo(ctx: click.Context, timeout_s: float, keep: str | None) -> None:
     work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="facewatch-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        ev = run_demo(get_config(ctx), get_analyzer(ctx), work, timeout_s, lambda s: click.echo(s, err=True))
-        emit(ctx, {"alert": ev.model_dump()}, f"demo: ALERT {ev.identity} on {ev.camera} score {ev.score:.4f} "
-                                              f"(threshold {ev.threshold:.4f}), capture->alert latency {ev.latency_ms:.0f} ms")
+        ev = run_demo(get_config(ctx), get_analyzer(ctx), work, timeout_s, note, keep=bool(keep))
+        kept = f"; snapshots in {Path(ev.frame_path).parent}" if keep and ev.frame_path else \
+            " (the demo's files are removed; --keep DIR keeps them, snapshots included)"
+        emit(ctx, {"alert": ev.model_dump(), "kept": bool(keep)},
+             f"demo: ALERT {ev.identity} on {ev.camera} score {ev.score:.4f} (threshold {ev.threshold:.4f}), "
+             f"capture->alert latency {ev.latency_ms:.0f} ms" + kept)
     except DemoError as exc:
         raise UserError(str(exc)) from None
     finally:

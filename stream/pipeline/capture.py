@@ -14,10 +14,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import stat
 import threading
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
@@ -125,8 +128,46 @@ def open_source(source: str | int) -> cv2.VideoCapture:
         )
     if not cap.isOpened():
         cap.release()
-        raise VideoError(f"cannot open {source}")
+        raise VideoError(f"cannot open {redact(str(source))}: {why_not_open(source)}")
     return cap
+
+
+def redact(source: str) -> str:
+    """The source as it may appear in a log or a status line: a URL's password replaced by ``***``."""
+    try:
+        parts = urlsplit(source)
+    except ValueError:
+        return source
+    if parts.password is None:
+        return source
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def why_not_open(source: str | int) -> str:
+    """A reason an operator can act on, since OpenCV only says "not opened": for a network camera, whether its
+    host and port answer at all (DNS, refused, timed out) or answered but gave no stream (path, credentials,
+    codec); for a webcam, whether the device exists."""
+    if isinstance(source, int) or str(source).isdigit():
+        dev = Path(f"/dev/video{int(source)}")
+        return "no such device " + str(dev) if not dev.exists() else f"{dev} exists but gave no video (in use?)"
+    try:
+        parts = urlsplit(str(source))
+        host, port = parts.hostname, parts.port or {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}.get(parts.scheme)
+    except ValueError as exc:
+        return f"bad URL ({exc})"
+    if not host or not port:
+        return "the file could not be decoded (not a video, or a codec this OpenCV lacks)"
+    try:
+        socket.create_connection((host, port), timeout=2.0).close()
+    except socket.gaierror:
+        return f"host {host!r} not found (DNS)"
+    except socket.timeout:
+        return f"{host}:{port} did not answer within 2 s (host down, firewall, wrong port?)"
+    except OSError as exc:
+        return f"{host}:{port} refused or unreachable ({exc.strerror or exc})"
+    return (f"{host}:{port} answered but gave no video stream within {OPEN_TIMEOUT_MS // 1000} s "
+            "(wrong path or credentials, or an unsupported codec?)")
 
 
 class LatestFrameReader(threading.Thread):

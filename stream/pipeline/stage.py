@@ -16,6 +16,7 @@ import numpy as np
 import zmq
 
 from stream.config import Config
+from stream.media.native_logs import quiet_native_logs
 from stream.pipeline.messages import Heartbeat, Message, MessageError, decode
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,7 @@ def stage_main(spec: StageSpec) -> None:
     stage, instead of a traceback on the operator's terminal (it is logged at debug level).
     """
     instance = spec.options.get("instance", spec.kind)
+    quiet_native_logs(debug=spec.log_level <= logging.DEBUG)
     try:
         import setproctitle
 
