@@ -269,6 +269,9 @@ def test_live_alert_webhook_retry_hmac_and_stage_restart(tmp_path, live_clip, as
         # the restarted stage's counters continue from the old ones: a Prometheus counter never goes down
         assert frames_in() > counted
         assert "was killed by SIGKILL; restarting" in run.text()
+        # a stage restarted within the window: the pipeline says it is degraded, in the log and in a metric
+        assert "pipeline DEGRADED: stage detect restarted" in run.text()
+        assert "facewatch_pipeline_healthy 0.0" in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
         parent = run.proc.pid
         kids = children_of(parent)

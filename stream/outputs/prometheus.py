@@ -13,7 +13,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 LATENCY_BUCKETS_MS = (25, 50, 100, 150, 200, 250, 400, 600, 1000, 2000, 5000)
 COUNTERS = ("frames_in", "frames_out", "faces_detected", "faces_in", "faces_out", "faces_embedded", "faces_matched",
-            "dropped", "dropped_stale", "dropped_overload", "skipped", "gated", "malformed", "alerts", "suppressed_cooldown", "offline")
+            "dropped", "dropped_stale", "dropped_overload", "skipped", "gated", "malformed", "alerts", "suppressed_cooldown",
+            "offline", "track_resets", "decode_errors", "gallery_reloads")
 DELIVERY_STATES = ("pending", "delivered", "failed")
 GAUGES = ("queue_depth", "proc_ms_p50", "proc_ms_p99", "batch_mean", "batch_max", "latency_ms_p50", "latency_ms_p99", "is_online")
 
@@ -53,6 +54,12 @@ class PipelineCollector:
         yield restarts
         yield hist
         yield from delivery_families(deliveries)
+        state = getattr(self.sup, "state", None)
+        if callable(state):  # 1 while every stage runs and every camera is online; 0 while degraded
+            healthy = GaugeMetricFamily("facewatch_pipeline_healthy", "1 = healthy, 0 = degraded (a stage restarted "
+                                        "recently or a camera is offline)")
+            healthy.add_metric([], 1.0 if state()[0] == "healthy" else 0.0)
+            yield healthy
 
 
 def delivery_families(metrics: dict):
