@@ -104,7 +104,13 @@ def wait_for(cond, timeout: float, what: str, step: float = 0.2):
 
 
 def events(store: Path, since: float = 0.0) -> list[dict]:
-    return [e.model_dump() for e in EventStore(store).events(since=since)] if store.exists() else []
+    if not store.exists():
+        return []
+    es = EventStore(store)
+    try:
+        return [e.model_dump() for e in es.events(since=since)]
+    finally:
+        es.close()
 
 
 def alive(pid: int) -> bool:

@@ -88,7 +88,15 @@ class EventStore:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            if not self.path.exists():
+                # Created empty and owner-only before SQLite writes to it. Only when it is new: opening and closing
+                # another descriptor of a database file drops every POSIX lock this process holds on it (close()
+                # semantics), so another connection of this process (the alert stage's, beside its delivery
+                # workers') would lose its lock; a reader elsewhere then believes it is the last connection and
+                # deletes the WAL file under the writer, whose later events become invisible, and lost on a crash.
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+        except FileExistsError:
+            pass
         except OSError as exc:
             raise EventStoreError(f"{self.path}: cannot open the event store ({exc.strerror or exc})") from None
         self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
