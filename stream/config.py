@@ -56,11 +56,14 @@ class MatchingConfig(_Strict):
     """1:N matching against the gallery and the per-track vote."""
 
     gallery: Path = Field(Path("gallery"), description="gallery directory (SQLite + HNSW index)")
-    threshold: float = Field(0.9282, ge=-1, le=1, description="cosine similarity (dlib ResNet v1, 128-d) at or above which a face is the enrolled identity; see threshold_source")
-    threshold_far: float | None = Field(0.001, gt=0, lt=1, description="the per-comparison false-accept rate the threshold was calibrated for")
+    threshold: float = Field(0.9508, ge=-1, le=1, description="cosine similarity (dlib ResNet v1, 128-d) at or above which a face is the enrolled identity; see threshold_source and README Accuracy")
+    threshold_far: float | None = Field(0.001, gt=0, lt=1, description="the claim: per-comparison false-accept rate the threshold is meant to keep (facewatch calibrate --target-far); eval verify/identify check it")
+    threshold_far_upper: float | None = Field(2.10163e-05, ge=0, le=1, description="upper end of the exact 95% interval of the FAR measured at the threshold on the calibration data (<= threshold_far when the data backs the claim)")
+    threshold_impostors: int | None = Field(1869191, ge=0, description="impostor (different-person) pairs the threshold was calibrated on; a claim of FAR f needs >= ~3/f of them")
     threshold_source: str = Field(
-        "facewatch calibrate --pairs wild_dev/pairs.txt --root wild_dev/ids --target-far 0.001 (1500 same + 1500 different pairs): measured FAR 0.067%, TAR 77.7%",
+        "facewatch calibrate --root wild_dev/ids --within-families --target-far 0.001 (33 identities, 2339 photos, 1869191 impostor pairs): FAR 0.001 at 95% confidence; 0.9508 = 0.9378 (FAR bound 0.9303, raised for FPIR at N=10) + margin 0.013; measured FAR 0.0014% (95% upper 0.0021%), FPIR at N=10 0.04% (95% upper 0.28%), TAR 31.1%",
         description="how the threshold was obtained (written by facewatch calibrate --write)")
+    gallery_size: int = Field(10, ge=1, description="watchlist size (identities) the threshold is meant for: calibrate checks FPIR at this N and eval reports it; calibrate --gallery-size writes it")
     top_k: int = Field(20, ge=1, le=1000, description="nearest samples fetched from HNSW, then aggregated per identity (best score)")
     votes: int = Field(2, ge=1, description="matching embeddings of a track needed before an identity alert (one lucky frame is not enough)")
     max_embeddings_per_track: int = Field(5, ge=1, le=100, description="best-quality chips embedded per track")

@@ -53,39 +53,93 @@ def test_eval_verify_reports_accuracy_auc_and_tar_at_far_with_plot(tmp_path, sma
     assert roc.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_calibrate_writes_a_threshold_the_config_loads(tmp_path, small_pairs, wild):
-    cfg = tmp_path / "my.yaml"
-    cfg.write_text("cameras: []\n")
-    res = cli("calibrate", "--pairs", str(small_pairs), "--root", str(wild / "ids"), "--target-far", "0.05",
-              "--write", str(cfg))
-    loaded = load_config(cfg)
-    assert loaded.matching.threshold == pytest.approx(res["threshold"])
-    assert loaded.matching.threshold_far == pytest.approx(0.05)
-    assert "100 different pairs" in loaded.matching.threshold_source
-    assert res["achieved_far"] <= 0.05
-    # a FAR the data cannot resolve is refused, and the config is left as it was
-    before = cfg.read_text()
-    out = CliRunner().invoke(main, ["calibrate", "--pairs", str(small_pairs), "--root", str(wild / "ids"),
-                                    "--target-far", "0.001", "--write", str(cfg)])
-    assert out.exit_code == 2 and "cannot resolve" in out.stderr and cfg.read_text() == before
-
-
-def test_calibrate_for_a_larger_gallery_picks_a_higher_threshold(small_pairs, wild):
-    one = cli("calibrate", "--pairs", str(small_pairs), "--root", str(wild / "ids"), "--target-far", "0.1")
-    many = cli("calibrate", "--pairs", str(small_pairs), "--root", str(wild / "ids"), "--target-far", "0.1",
-               "--gallery-size", "5")
-    assert many["per_comparison_far"] < one["per_comparison_far"]
-    assert many["threshold"] >= one["threshold"]
-
-
-def test_eval_identify_reports_rank1_fnir_and_fpir_growth(tmp_path, wild):
-    root = tmp_path / "ids"  # 8 identities x 10 photos, linked (never copied) from the shared data
+@pytest.fixture(scope="module")
+def es8(tmp_path_factory, wild: Path) -> Path:
+    """8 es_ identities x 10 photos, linked (never copied) from the shared data: 2,800 cross-identity pairs."""
+    root = tmp_path_factory.mktemp("es8") / "ids"
     for d in sorted(wild.glob("ids/es_*"))[:8]:
         (root / d.name).mkdir(parents=True)
         for i in range(1, 11):
             os.symlink(d / f"{i}.jpg", root / d.name / f"{i}.jpg")
+    return root
+
+
+def test_eval_verify_reports_the_configured_threshold_against_its_claim(small_pairs, wild):
+    rep = cli("eval", "verify", "--pairs", str(small_pairs), "--root", str(wild / "ids"))
+    a, m = rep["at_threshold"], load_config().matching
+    assert a["threshold"] == m.threshold and a["far_claimed"] == m.threshold_far and a["gallery_size"] == m.gallery_size
+    assert a["impostors"] == 100 and a["far"] == pytest.approx(a["false_accepts"] / 100)
+    lo, hi = a["far_interval"]
+    assert lo <= a["far"] <= hi and hi >= 0.0295  # 100 pairs: at best 0 of 100, upper bound ~3 %
+    assert a["far_verdict"] == "consistent"  # 100 pairs can neither confirm nor refute FAR 0.1 %
+    assert a["genuine"] == 100 and 0 < a["tar"] <= 1
+    assert a["fpir"] == pytest.approx(1 - (1 - a["far"]) ** a["gallery_size"]) and "predicted" in a["fpir_method"]
+    human = CliRunner().invoke(main, ["-q", "eval", "verify", "--pairs", str(small_pairs), "--root", str(wild / "ids")])
+    line = [ln for ln in human.stdout.splitlines() if ln.startswith("at threshold")]
+    assert human.exit_code == 0 and len(line) == 1 and f"{m.threshold:.4f}" in line[0] and "FPIR" in line[0]
+
+
+def test_calibrate_uses_every_cross_identity_pair_and_writes_its_record(tmp_path, es8):
+    cfg = tmp_path / "my.yaml"
+    cfg.write_text("# my cameras\ncameras: []\n")
+    res = cli("calibrate", "--root", str(es8), "--target-far", "0.02", "--write", str(cfg))
+    assert res["impostors"] == 28 * 100 and res["identities"] == 8 and not res["sampled"]
+    assert res["far_upper"] <= 0.02 and res["far_interval"][0] <= res["far"] <= res["far_upper"]
+    assert res["threshold"] == pytest.approx(res["threshold_before_margin"] + res["margin"], abs=1e-9)
+    loaded = load_config(cfg).matching
+    assert loaded.threshold == pytest.approx(res["threshold"]) and loaded.threshold_far == pytest.approx(0.02)
+    assert loaded.threshold_impostors == 2800 and loaded.threshold_far_upper == pytest.approx(res["far_upper"], rel=1e-5)
+    assert "2800 impostor pairs" in loaded.threshold_source and "# my cameras" in cfg.read_text()
+    # the configured threshold measured again by eval identify: same pairs, same FAR, the claim kept
+    rep = cli("-c", str(cfg), "eval", "identify", "--root", str(es8), "--enroll", "3")
+    a = rep["at_threshold"]
+    assert a["threshold"] == loaded.threshold and a["far_claimed"] == pytest.approx(0.02)
+    assert a["impostors"] == 2800 and a["false_accepts"] == res["false_accepts"] and a["far_verdict"] == "kept"
+
+
+def test_calibrate_refuses_a_far_the_data_cannot_support_and_names_what_it_can(tmp_path, es8):
+    cfg = tmp_path / "keep.yaml"
+    cfg.write_text("cameras: []\n")
+    before = cfg.read_text()
+    out = CliRunner().invoke(main, ["calibrate", "--root", str(es8), "--target-far", "0.001", "--write", str(cfg)])
+    supportable = 1 - 0.05 ** (1 / 2800)  # 0.00107: 2,800 pairs with none accepted
+    assert out.exit_code == 2 and out.stderr.count("\n") == 1
+    assert "2800 impostor pairs" in out.stderr and f"{supportable:.3g}" in out.stderr and cfg.read_text() == before
+    weak = CliRunner().invoke(main, ["--json", "calibrate", "--root", str(es8), "--target-far", "0.001", "--allow-weak"])
+    res = json.loads(weak.stdout)
+    assert weak.exit_code == 0 and res["weak"] and "WARNING" in weak.stderr
+    assert res["false_accepts"] == 0 and res["per_comparison_far"] == pytest.approx(supportable)  # claims what it can
+
+
+def test_calibrate_takes_tar_from_a_pairs_file_but_impostors_from_every_pair(tmp_path, es8):
+    names = sorted(d.name for d in es8.iterdir())
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1\t4\n" + "".join(f"{n} 1 2\n" for n in names[:4])
+                     + "".join(f"{a} 1 {b} 1\n" for a, b in zip(names[:4], names[4:])))
+    res = cli("calibrate", "--root", str(es8), "--pairs", str(pairs), "--target-far", "0.05")
+    assert res["genuine_pairs"] == 4 and res["impostors"] == 2800 and res["tar_pairs_file"] == str(pairs)
+
+
+def test_calibrate_for_a_gallery_checks_fpir_on_galleries_of_that_size(es8):
+    one = cli("calibrate", "--root", str(es8), "--target-far", "0.1", "--margin", "0")
+    many = cli("calibrate", "--root", str(es8), "--target-far", "0.1", "--gallery-size", "5", "--margin", "0")
+    assert many["per_comparison_far"] < one["per_comparison_far"] and many["threshold"] >= one["threshold"]
+    check = many["fpir_check"]
+    assert check["gallery_size"] == 5 and check["final"]["interval"][1] <= 0.1
+    assert many["fpir"]["measured_at"] == 5 and many["fpir"]["nonmated_probes"] == 80
+
+
+def test_calibrate_holdout_identities_reports_the_unseen_part(es8):
+    res = cli("calibrate", "--root", str(es8), "--target-far", "0.05", "--holdout-identities", "0.5", "--seed", "1")
+    h = res["holdout"]
+    assert len(h["held_out"]) == 4 and set(h["held_out"]).isdisjoint(h["calibrated_on"]) and res["identities"] == 4
+    assert h["impostor_pairs"] == 6 * 100 and h["far_interval"][0] <= h["far"] <= h["far_interval"][1]
+    assert h["fpir"]["measured_at"] == 3  # 4 unseen identities: galleries of 3 plus a stranger
+
+
+def test_eval_identify_reports_rank1_fnir_and_fpir_growth(tmp_path, es8):
     plot = tmp_path / "fpir.png"
-    rep = cli("eval", "identify", "--root", str(root), "--enroll", "3", "--plot", str(plot))
+    rep = cli("eval", "identify", "--root", str(es8), "--enroll", "3", "--plot", str(plot))
     assert rep["enrolled_identities"] == 4 and rep["mated_probes"] == 28 and rep["nonmated_probes"] == 40
     assert rep["rank1"] >= 0.85
     assert {r["target"] for r in rep["fnir_at_fpir"]} == {1e-2, 1e-3}
@@ -94,6 +148,14 @@ def test_eval_identify_reports_rank1_fnir_and_fpir_growth(tmp_path, wild):
     fpir = [r["fpir"] for r in rep["fpir_vs_n"]]
     assert fpir == sorted(fpir)  # nested galleries: a bigger gallery never has fewer false matches
     assert plot.read_bytes()[:4] == b"\x89PNG"
+    a, m = rep["at_threshold"], load_config().matching
+    assert a["threshold"] == m.threshold and a["far_claimed"] == m.threshold_far
+    # 8 identities hold no gallery of 10 plus a stranger: measured at 7, and it says so
+    assert a["gallery_size"] == 10 and a["fpir_gallery_size"] == 7 and "N=7" in a["note"]
+    assert a["nonmated_probes"] == 80 and a["fpir_interval"][0] <= a["fpir"] <= a["fpir_interval"][1]
+    assert a["fpir_claimed"] == pytest.approx(1 - (1 - m.threshold_far) ** 7)
+    assert a["impostors"] == 2800 and a["far"] == pytest.approx(a["false_accepts"] / 2800)
+    assert a["genuine"] == 8 * 7 and a["tar"] is not None and 0 <= a["tar"] <= 1
 
 
 def test_eval_detect_on_the_dev_detection_set(tmp_path, faces_root):
