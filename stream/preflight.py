@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from stream.config import CameraConfig, Config
+from stream.media.files import regular_file_problem
 from stream.store.events import EventStore
 from stream.store.gallery import Gallery, GalleryError
 
@@ -98,13 +99,8 @@ def camera_problems(i: int, cam: CameraConfig) -> list[str]:
             return [f"{field}: {src!r} has no host"]
         return []
     path = Path(src[len("file://"):] if src.startswith("file://") else src)
-    if not path.exists():
-        return [f"{field}: no such video file {path}"]
-    if not path.is_file():
-        return [f"{field}: {path} is not a regular file"]
-    if not os.access(path, os.R_OK):
-        return [f"{field}: {path} is not readable"]
-    return []
+    problem = regular_file_problem(path)
+    return [f"{field}: {path}: {problem}"] if problem else []
 
 
 def run_problems(cfg: Config, *, allow_empty_gallery: bool = False) -> list[str]:

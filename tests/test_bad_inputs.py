@@ -200,7 +200,7 @@ IMAGE_BAD = [
     ("missing.jpg", "no such file"), ("zero.jpg", "empty"), ("text.jpg", "not an image"), ("text.png", "not an image"),
     ("random.jpg", "random.jpg"), ("adir.jpg", "directory"), ("truncated.jpg", "truncated"),
     ("noface.jpg", "no face"), ("thin.png", "thin.png"), ("tiny.png", "tiny.png"), ("bomb.png", "pixels"),
-    ("fifo.jpg", "fifo.jpg"),
+    ("fifo.jpg", "fifo (named pipe)"),
 ]
 
 CASES: list[Case] = [

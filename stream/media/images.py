@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from stream.media.files import regular_file_problem
+
 # A ceiling well above any camera (10000 x 10000 fits) but below what would exhaust memory.
 MAX_PIXELS = 200_000_000
 # No face fits in less; and the detector's resize needs at least a pixel on each side after scaling.
@@ -38,16 +40,9 @@ class ImageError(ValueError):
 def load_image(path: str | Path) -> np.ndarray:
     """Decode ``path`` to an ``HxWx3`` BGR uint8 array or raise ``ImageError``."""
     p = Path(path)
-    if not p.exists():
-        raise ImageError(f"{p}: no such file")
-    if p.is_dir():
-        raise ImageError(f"{p}: is a directory, not an image")
-    try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise ImageError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    if size == 0:
-        raise ImageError(f"{p}: empty file (0 bytes)")
+    problem = regular_file_problem(p)
+    if problem:
+        raise ImageError(f"{p}: {problem}")
     try:
         rgb = _decode_pillow(p)
     except _NotForPillow as why:

@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import socket
-import stat
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -25,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import cv2
 import numpy as np
 
+from stream.media.files import regular_file_problem
 from stream.pipeline.messages import CameraStatus, Frame, SourceSummary
 from stream.pipeline.stage import Stage, StageSpec
 
@@ -40,30 +40,10 @@ class VideoError(RuntimeError):
     """A source that cannot be opened or read."""
 
 
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
 def file_problem(path: str) -> str | None:
-    """Why ``path`` cannot be read as a recorded video, found without opening it; None for a non-empty, readable
-    regular file. Why before opening: FFmpeg opening a FIFO blocks until a writer appears (forever), and a
-    directory or device is never a video."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return "no such file"
-    except PermissionError:
-        return "permission denied"
-    except OSError as exc:
-        return f"cannot stat: {exc.strerror or exc}"
-    if not stat.S_ISREG(st.st_mode):
-        kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
-        return f"{kind}, not a regular file: not opened"
-    if st.st_size == 0:
-        return "empty file (0 bytes)"
-    if not os.access(path, os.R_OK):
-        return "permission denied"
-    return None
+    """Why ``path`` cannot be read as a recorded video, found without opening it (see ``media.files``)."""
+    problem = regular_file_problem(path)
+    return f"{problem}: not opened" if problem and "not a regular file" in problem else problem
 
 
 def open_recorded(path: str) -> cv2.VideoCapture:
