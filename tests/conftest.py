@@ -49,6 +49,17 @@ def analyzer(fw_home: Path):
 
 
 @pytest.fixture(scope="session")
+def astro_gallery(tmp_path_factory: pytest.TempPathFactory, analyzer) -> Path:
+    """A gallery with the astronaut enrolled from the head the test clips are made of (never modified by tests)."""
+    from stream.media.clips import astronaut_head
+    from stream.store.gallery import Gallery
+
+    d = tmp_path_factory.mktemp("gal") / "g"
+    Gallery(d).enroll("astronaut", analyzer.analyze(astronaut_head())[0].embedding[None])
+    return d
+
+
+@pytest.fixture(scope="session")
 def astronaut_bgr() -> np.ndarray:
     """A real face photo that ships with scikit-image (public domain, NASA)."""
     from skimage import data

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from test_pipeline import Run, astro_gallery, events, live_clip, wait_for, write_config  # noqa: F401 (fixtures)
+from test_pipeline import Run, events, live_clip, wait_for, write_config  # noqa: F401 (live_clip is a fixture)
 
 
 class Hook(http.server.BaseHTTPRequestHandler):

@@ -22,7 +22,6 @@ from click.testing import CliRunner
 from stream.cli import main
 from stream.media.clips import Appearance, astronaut_head, render_clip
 from stream.store.events import EventStore
-from stream.store.gallery import Gallery
 
 REPO = Path(__file__).resolve().parent.parent
 FACEWATCH = [sys.executable, "-m", "stream.cli"]
@@ -32,14 +31,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def astro_gallery(tmp_path_factory, analyzer) -> Path:
-    d = tmp_path_factory.mktemp("gal") / "g"
-    face = analyzer.analyze(astronaut_head())[0]
-    Gallery(d).enroll("astronaut", face.embedding[None])
-    return d
 
 
 def write_config(path: Path, data_dir: Path, gallery: Path, cameras: list, **extra) -> Path:

@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from stream.media.clips import Appearance, astronaut_head, render_clip
-from stream.store.gallery import Gallery
 
 REPO = Path(__file__).resolve().parent.parent
 FACEWATCH = [sys.executable, "-m", "stream.cli"]
@@ -25,12 +24,9 @@ SCAN_TIMEOUT_S = 180  # generous for a loaded 2-core machine; a hang on a FIFO w
 
 
 @pytest.fixture(scope="module")
-def gallery(tmp_path_factory, analyzer) -> Path:
-    """The astronaut enrolled from the same photo the clips are made of."""
-    d = tmp_path_factory.mktemp("gal") / "g"
-    face = analyzer.analyze(astronaut_head())[0]
-    Gallery(d).enroll("astronaut", face.embedding[None])
-    return d
+def gallery(astro_gallery) -> Path:
+    """The astronaut enrolled from the same photo the clips are made of (conftest's shared gallery)."""
+    return astro_gallery
 
 
 @pytest.fixture(scope="module")
