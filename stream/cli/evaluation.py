@@ -7,9 +7,8 @@ import click
 
 from stream.cli.common import (Group, UserError, emit, get_analyzer, get_config, json_option, register_error,
                                show_progress)
-from stream.eval.calibrate import DEFAULT_MARGIN
 from stream.eval.photos import EvalError
-from stream.eval.rates import RateAt, TooFewTrials, at_threshold_line
+from stream.eval.rates import DEFAULT_MARGIN, RateAt, TooFewTrials, at_threshold_line
 
 register_error(EvalError, "eval_input")
 
@@ -162,7 +161,7 @@ def calibrate(ctx: click.Context, root: str, pairs_file: str | None, target_far:
               allow_weak: bool, enroll_k: int, max_impostors: int, seed: int, write_to: str | None) -> None:
     """Pick the threshold whose false-accept rate (or FPIR at gallery size N) keeps the target with 95%
     confidence, and write it with its record into a config."""
-    from stream.eval.calibrate import DEFAULT_MARGIN, calibrate_threshold, check_writable, describe, holdout_check, write_threshold
+    from stream.eval.calibrate import calibrate_threshold, check_writable, describe, holdout_check, write_threshold
     from stream.eval.photos import (EmbeddingCache, embed_labelled, list_identities, pair_scores, parse_pairs,
                                     require_photos)
 
