@@ -80,6 +80,7 @@ class CameraConfig(_Strict):
     alert_on: Literal["watchlist", "unknown", "both"] = Field("watchlist", description="which decisions raise an alert on this camera")
     enabled: bool = Field(True, description="a disabled camera is not started")
     replay: bool = Field(False, description="play a video file as a live camera: at its own fps, looping")
+    unknown_min_face: int | None = Field(None, ge=0, description="px; overrides unknown.min_face for this camera")
 
     @field_validator("source")
     @classmethod
@@ -134,6 +135,36 @@ class DeliveryConfig(_Strict):
     concurrency: int = Field(4, ge=1, le=64, description="deliveries in flight at once, per sink")
 
 
+class MqttTlsConfig(_Strict):
+    """TLS to the broker (paho ``tls_set``); null files = the system CA store."""
+
+    ca_certs: Path | None = Field(None, description="CA bundle that signed the broker's certificate")
+    certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
+    keyfile: Path | None = Field(None, description="client private key (mutual TLS)")
+    insecure: bool = Field(False, description="skip the broker hostname check (testing only)")
+
+
+class MqttConfig(_Strict):
+    """MQTT (paho-mqtt 2.x): alerts to ``<prefix>/<camera>/alert`` (QoS ``qos``, retried from the outbox until the
+    broker acknowledges them), camera status to ``<prefix>/<camera>/status`` (retained) and ``<prefix>/available``
+    (retained ``online``/``offline``, the last will)."""
+
+    host: str = Field("127.0.0.1", description="broker host")
+    port: int = Field(1883, ge=1, le=65535, description="broker port (8883 is usual with TLS)")
+    prefix: str = Field("facewatch", min_length=1, pattern=r"^[^#+\x00]+$", description="topic prefix (no MQTT wildcards)")
+    client_id: str | None = Field(None, description="MQTT client id; null = facewatch-<hostname>")
+    username: str | None = Field(None, description="broker user name")
+    password_env: str | None = Field(None, description="name of the env var holding the broker password (never the password itself)")
+    tls: MqttTlsConfig | None = Field(None, description="{ca_certs, certfile, keyfile, insecure}, or null for plain TCP")
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of alerts (status and availability use 1)")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive")
+    ack_timeout_s: float = Field(5.0, gt=0, description="how long one alert publish may wait for the broker's acknowledgement before the try counts as failed")
+    reconnect_min_s: float = Field(1.0, gt=0, description="first reconnect delay; doubles up to reconnect_max_s")
+    reconnect_max_s: float = Field(60.0, gt=0, description="longest delay between reconnect attempts")
+    discovery: bool = Field(False, description="publish Home Assistant MQTT discovery: one sensor per camera with the last identity seen")
+    discovery_prefix: str = Field("homeassistant", min_length=1, description="Home Assistant discovery prefix")
+
+
 class SinksConfig(_Strict):
     """Where alerts go, after the event store."""
 
@@ -141,6 +172,7 @@ class SinksConfig(_Strict):
     jsonl: Path | None = Field(None, description="path of a JSON-lines file, or null")
     webhook: WebhookConfig | None = Field(None, description="{url, secret_env, timeout_s}, or null; retries follow alerts.delivery")
     zmq_pub: str | None = Field(None, description="ZeroMQ PUB endpoint to publish events on (e.g. tcp://127.0.0.1:5599), or null")
+    mqtt: MqttConfig | None = Field(None, description="MQTT broker for alerts and camera status (see MqttConfig), or null")
 
 
 class AlertConfig(_Strict):
@@ -151,6 +183,35 @@ class AlertConfig(_Strict):
     snapshots: Path = Field(Path("snapshots"), description="directory of face-chip and full-frame JPEGs")
     sinks: SinksConfig = Field(default_factory=SinksConfig, description="alert deliveries")
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig, description="retries of sink deliveries")
+
+
+class UnknownConfig(_Strict):
+    """Alerts on faces that match no one (``cameras[].alert_on`` unknown/both) and grouping of repeat visitors."""
+
+    min_face: int = Field(80, ge=0, description="px, min(width, height) of the face box an unknown-face alert needs (small faces flood and recognise poorly)")
+    min_sharpness: float = Field(40.0, ge=0, description="variance of the Laplacian of the face chip an unknown-face alert needs (blur)")
+    group_threshold: float | None = Field(None, ge=-1, le=1, description="cosine similarity at which an unknown face is the same visitor as an earlier unknown event; null = matching.threshold")
+
+
+class ApiConfig(_Strict):
+    """The HTTP server (``facewatch serve``; ``run`` starts it too when ``enabled``): REST API, live stream, web UI."""
+
+    enabled: bool = Field(False, description="facewatch run also serves the API and web UI")
+    host: str = Field("127.0.0.1", description="bind address; any non-loopback address requires an API token")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port")
+    token: str | None = Field(None, min_length=16, description="API token (a secret: prefer token_env); required on every route when set")
+    token_env: str = Field("FACEWATCH_API_TOKEN", min_length=1, description="env var that holds the API token when token is null")
+    public_url: str | None = Field(None, pattern=r"^https?://", description="base URL of this server as others reach it, used in alert snapshot links; null = http://host:port")
+    max_upload_mb: float = Field(10.0, gt=0, le=200, description="largest accepted upload per file")
+    max_files: int = Field(20, ge=1, le=500, description="most images in one enrollment upload")
+    poll_interval_s: float = Field(0.05, gt=0, le=5, description="how often the live stream looks for new events and camera changes")
+
+
+class LiveConfig(_Strict):
+    """What the running pipeline shares with the HTTP server through files: camera state and latest frames."""
+
+    dir: Path = Field(Path("live"), description="directory (0700) of cameras.json and one latest-frame JPEG per camera")
+    frame_interval_s: float = Field(1.0, gt=0, description="how often each camera's latest frame JPEG is rewritten")
 
 
 class MetricsConfig(_Strict):
@@ -214,6 +275,9 @@ class Config(_Strict):
     detect_batch: DetectBatchConfig = Field(default_factory=DetectBatchConfig, description="detector batching")
     embed_batch: EmbedBatchConfig = Field(default_factory=EmbedBatchConfig, description="embedder batching")
     alerts: AlertConfig = Field(default_factory=AlertConfig, description="alerting")
+    unknown: UnknownConfig = Field(default_factory=UnknownConfig, description="unknown faces")
+    api: ApiConfig = Field(default_factory=ApiConfig, description="HTTP server and web UI")
+    live: LiveConfig = Field(default_factory=LiveConfig, description="live state shared with the HTTP server")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="metrics")
     sockets: SocketsConfig = Field(default_factory=SocketsConfig, description="ZeroMQ endpoints")
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig, description="stage watchdog")
@@ -234,6 +298,16 @@ class Config(_Strict):
         """The quality gate's minimum face size on ``camera`` (its own, else the global one)."""
         own = next((c.min_face for c in self.cameras if c.name == camera), None)
         return self.quality.min_face if own is None else own
+
+    def unknown_min_face(self, camera: str) -> int:
+        """The smallest face (px) an unknown-face alert on ``camera`` needs."""
+        own = next((c.unknown_min_face for c in self.cameras if c.name == camera), None)
+        return self.unknown.min_face if own is None else own
+
+    def group_threshold(self) -> float:
+        """Similarity at which an unknown face is an earlier unknown visitor."""
+        g = self.unknown.group_threshold
+        return self.matching.threshold if g is None else g
 
 
 def _read_yaml(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:

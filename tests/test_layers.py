@@ -27,6 +27,7 @@ LAYERS: list[tuple[int, str, tuple[str, ...]]] = [
     (40, "eval", ("stream.eval",)),
     (50, "scan", ("stream.scan",)),
     (50, "demo", ("stream.demo",)),
+    (55, "api", ("stream.api",)),
     (60, "cli", ("stream.cli",)),
 ]
 PACKAGE_ROOTS = ("stream", "engines")
