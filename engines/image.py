@@ -16,3 +16,8 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}")
     return image
+
+
+def sharpness(chip_rgb: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey chip: low means blurred (the quality gate and unknown-face alerts)."""
+    return float(cv2.Laplacian(cv2.cvtColor(chip_rgb, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())

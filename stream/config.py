@@ -206,6 +206,10 @@ class ApiConfig(_Strict):
     max_files: int = Field(20, ge=1, le=500, description="most images in one enrollment upload")
     poll_interval_s: float = Field(0.05, gt=0, le=5, description="how often the live stream looks for new events and camera changes")
 
+    def effective_token(self) -> str | None:
+        """The token every route requires: ``token``, else the ``token_env`` variable; None = no token."""
+        return self.token or os.environ.get(self.token_env) or None
+
 
 class LiveConfig(_Strict):
     """What the running pipeline shares with the HTTP server through files: camera state and latest frames."""

@@ -8,6 +8,7 @@ refuses to start when there is any.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import sqlite3
@@ -127,6 +128,34 @@ def run_problems(cfg: Config, *, allow_empty_gallery: bool = False) -> list[str]
             out += port_problems("0.0.0.0" if host in ("*", "") else host, int(port), "alerts.sinks.zmq_pub")
     if cfg.metrics.enabled:
         out += port_problems(cfg.metrics.host, cfg.metrics.port, "metrics.port")
+    out += writable_dir_problems(cfg.resolve(cfg.live.dir), "live.dir")
+    if cfg.api.enabled:
+        out += api_problems(cfg)
+    return out
+
+
+def store_problems(cfg: Config) -> list[str]:
+    """What writing events needs (``scan --store``): the snapshot directory and the event store."""
+    return (writable_dir_problems(cfg.resolve(cfg.alerts.snapshots), "alerts.snapshots")
+            + event_store_problems(cfg.resolve(cfg.alerts.store), "alerts.store"))
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost: reachable from this machine only."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def api_problems(cfg: Config, host: str | None = None, port: int | None = None) -> list[str]:
+    """What the HTTP server needs: its port, and a token whenever it listens beyond this machine."""
+    host = cfg.api.host if host is None else host
+    port = cfg.api.port if port is None else port
+    out = port_problems(host, port, "api.port")
+    if not is_loopback(host) and not cfg.api.effective_token():
+        out.append(f"api.host: {host} is reachable from other machines; set an API token (api.token, or the "
+                   f"{cfg.api.token_env} environment variable) or bind 127.0.0.1")
     return out
 
 

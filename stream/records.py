@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 EventKind = Literal["watchlist", "unknown"]
 DeliveryState = Literal["pending", "delivered", "failed"]
+EventSource = Literal["live", "scan"]
+Feedback = Literal["confirmed", "rejected"]
 
 
 class _Record(BaseModel):
@@ -31,25 +33,37 @@ class Event(_Record):
     score: float = Field(..., description="best cosine similarity of the track to that identity")
     threshold: float
     track_id: int
-    latency_ms: float = Field(..., description="capture -> alert")
+    latency_ms: float | None = Field(..., description="capture -> alert; None for recorded video (scan --store)")
     box: list[float] | None = None
     chip_path: str | None = None
     frame_path: str | None = None
+    source: EventSource = Field("live", description="live camera, or recorded video stored by scan --store")
+    video_file: str | None = Field(None, description="recorded video the event was found in (scan --store)")
+    video_time: float | None = Field(None, description="seconds into video_file")
+    unknown_id: int | None = Field(None, description="visitor group of an unknown face: the same id for repeat visits")
+    feedback: Feedback | None = Field(None, description="operator feedback: confirmed (is feedback_identity) or rejected (is not)")
+    feedback_identity: str | None = Field(None, description="the identity the feedback is about")
     deliveries: dict[str, DeliveryState] | None = Field(
         None, description="sink -> delivery state, filled by the event store; None = not looked up")
 
     #: What sinks send: no delivery bookkeeping, no images (``events --json`` adds ``deliveries``).
-    PUBLIC_FIELDS: ClassVar[tuple[str, ...]] = ("id", "ts", "ts_capture", "camera", "kind", "identity", "score", "threshold",
-                                      "track_id", "latency_ms", "box", "chip_path", "frame_path")
+    PUBLIC_FIELDS: ClassVar[tuple[str, ...]] = (
+        "id", "ts", "ts_capture", "camera", "kind", "identity", "score", "threshold", "track_id", "latency_ms", "box",
+        "chip_path", "frame_path", "source", "video_file", "video_time", "unknown_id", "feedback", "feedback_identity")
 
     def public(self) -> dict:
         return self.model_dump(include=set(self.PUBLIC_FIELDS))
 
     def console_line(self) -> str:
-        who = self.identity or "UNKNOWN face"
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.ts_capture))
-        return (f"ALERT {self.kind}: {who} on camera {self.camera} at {when} score {self.score:.4f} "
-                f"(threshold {self.threshold:.4f}) track {self.track_id} latency {self.latency_ms:.0f} ms "
+        who = self.identity or ("UNKNOWN face" if self.unknown_id is None else f"UNKNOWN visitor #{self.unknown_id}")
+        if self.source == "scan":
+            where = f"in {self.video_file} at t={self.video_time or 0:.2f}s"
+            latency = ""
+        else:
+            where = f"on camera {self.camera} at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.ts_capture))}"
+            latency = f" latency {self.latency_ms:.0f} ms" if self.latency_ms is not None else ""
+        return (f"ALERT {self.kind}: {who} {where} score {self.score:.4f} "
+                f"(threshold {self.threshold:.4f}) track {self.track_id}{latency} "
                 f"snapshot {self.frame_path or '-'}")
 
 

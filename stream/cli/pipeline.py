@@ -150,11 +150,13 @@ def _annotate(report: ScanReport, annotate: Path) -> None:
 @click.option("--every", default=1, show_default=True, type=click.IntRange(1), help="process every Nth frame")
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="write the report here")
 @click.option("--annotate", type=click.Path(dir_okay=False), default=None, help="write an annotated video (boxes, names)")
+@click.option("--store", is_flag=True, help="also store the events (video time, file, snapshots) in the event store "
+                                            "(alerts.store), beside live events in the web UI and API")
 @allow_empty_option
 @json_option
 @click.pass_context
 def scan(ctx: click.Context, videos: tuple[str, ...], gallery: str | None, every: int, json_out: str | None,
-         annotate: str | None, allow_empty_gallery: bool) -> None:
+         annotate: str | None, store: bool, allow_empty_gallery: bool) -> None:
     """Scan recorded video: every (Nth) frame, events in video time, per-identity appearances.
 
     Each file is reported complete, partial (decoding stopped early or frames failed to decode) or failed (not
@@ -163,7 +165,7 @@ def scan(ctx: click.Context, videos: tuple[str, ...], gallery: str | None, every
     """
     from stream.scan.run import ScanError, scan_videos
 
-    from stream.preflight import gallery_only_problems, writable_dir_problems
+    from stream.preflight import gallery_only_problems, store_problems, writable_dir_problems
 
     cfg = get_config(ctx)
     gdir = Path(gallery) if gallery else gallery_dir(ctx, None)
@@ -173,10 +175,12 @@ def scan(ctx: click.Context, videos: tuple[str, ...], gallery: str | None, every
             problems.append(f"{option} {path}: is a directory")
         elif path:
             problems += writable_dir_problems(Path(path).resolve().parent, option)
+    if store:
+        problems += store_problems(cfg)
     refuse_on_problems(problems)
     ModelStore(cfg.home).prepare()
     try:
-        report = scan_videos(cfg, list(videos), every, str(gdir), bool(annotate), progress=show_progress(ctx))
+        report = scan_videos(cfg, list(videos), every, str(gdir), bool(annotate), progress=show_progress(ctx), store=store)
     except ScanError as exc:
         raise UserError(str(exc)) from None
     if annotate:

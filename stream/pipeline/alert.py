@@ -9,34 +9,25 @@ video goes to ``stream.scan`` instead, which collects its events in video time i
 from __future__ import annotations
 
 import logging
-import os
 import time
-from pathlib import Path
 
-import cv2
-import numpy as np
-
-from engines.files import atomic_write_bytes
+from engines.image import sharpness
 from stream.outputs.console import ConsoleSink
 from stream.outputs.delivery import DeliveryWorker
 from stream.outputs.jsonl import JsonlSink
 from stream.outputs.webhook import WebhookSink
 from stream.outputs.zmq_pub import ZmqPubSink
-from stream.pipeline.decisions import AlertRules, Cooldown
+from stream.pipeline.decisions import AlertRules, Cooldown, UnknownGate
 from stream.pipeline.messages import CameraStatus, Decision
 from stream.pipeline.stage import Stage, StageSpec
 from stream.records import Event
+from stream.store.event_index import EventIndex, visitor_id
 from stream.store.events import STATES, EventStore
+from stream.store.snapshots import Snapshots
 
 log = logging.getLogger(__name__)
 
 METRICS_EVERY_S = 1.0  # delivery counts are read from the store this often (not per message)
-
-
-def write_jpeg(path: Path, image: np.ndarray, rgb: bool = False) -> None:
-    ok, buf = cv2.imencode(".jpg", image[:, :, ::-1] if rgb else image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    if ok:
-        atomic_write_bytes(path, buf.tobytes(), mode=0o600)  # face images are biometric data
 
 
 class AlertStage(Stage):
@@ -47,12 +38,13 @@ class AlertStage(Stage):
         a = self.cfg.alerts
         self.rules = AlertRules({c.name: c.alert_on for c in self.cfg.cameras})
         self.cooldown = Cooldown(a.cooldown_s)
+        self.unknown_gate = UnknownGate({c.name: self.cfg.unknown_min_face(c.name) for c in self.cfg.cameras},
+                                        self.cfg.unknown.min_face, self.cfg.unknown.min_sharpness)
         self.inp = self.pull(spec.endpoints["decisions"])
         self.store_path = self.cfg.resolve(a.store)
         self.store = EventStore(self.store_path)
-        self.snap_dir = self.cfg.resolve(a.snapshots)
-        self.snap_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.snap_dir, 0o700)
+        self.index = EventIndex(self.store)  # groups unknown visitors; rebuilt from the store when missing
+        self.snaps = Snapshots(self.cfg.resolve(a.snapshots))
         self.console = ConsoleSink(as_json=bool(spec.options.get("console_json"))) if a.sinks.console else None
         outbox = {"jsonl": JsonlSink(self.cfg.resolve(a.sinks.jsonl)) if a.sinks.jsonl else None,
                   "webhook": WebhookSink(a.sinks.webhook) if a.sinks.webhook else None,
@@ -78,37 +70,37 @@ class AlertStage(Stage):
         if self.console:
             self.console.status(m.camera, m.online, m.detail)
 
-    def snapshots(self, m: Decision) -> tuple[str | None, str | None]:
-        """Write the face chip and the full frame (0600 JPEGs); their paths."""
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(m.ts_capture)) + f"-{int(m.ts_capture * 1000) % 1000:03d}"
-        folder = self.snap_dir / m.camera
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        chip_path = frame_path = None
-        if m.chip is not None:
-            chip_path = folder / f"{stamp}-{m.track_id}-face.jpg"
-            write_jpeg(chip_path, m.chip, rgb=True)
-        if m.image is not None:
-            frame_path = folder / f"{stamp}-{m.track_id}-frame.jpg"
-            write_jpeg(frame_path, m.image)
-        return (str(chip_path) if chip_path else None), (str(frame_path) if frame_path else None)
-
     def on_decision(self, m: Decision) -> None:
         if not self.rules.wanted(m.camera, m.kind):
             return
+        unknown_id = None
+        cooldown_key = m.identity
+        if m.kind == "unknown":
+            why = self.unknown_gate.reason(m.camera, m.box, sharpness(m.chip) if m.chip is not None else None)
+            if why is not None:
+                self.metrics.inc(f"unknown_gated_{why}")
+                return
+            unknown_id = visitor_id(self.store, self.index, m.embedding, self.cfg.group_threshold())
+            if unknown_id is not None:
+                cooldown_key = f"\0visitor:{unknown_id}"  # names cannot hold control characters: no clash
         now = time.time()
-        if not self.cooldown.allow(m.camera, m.identity, now):
+        if not self.cooldown.allow(m.camera, cooldown_key, now):
             self.metrics.inc("suppressed_cooldown")
             return
         latency_ms = (now - m.ts_capture) * 1000
-        chip_path, frame_path = self.snapshots(m)
+        chip_path, frame_path = self.snaps.write(m.camera, m.ts_capture, m.track_id, m.chip, m.image)
         event = self.store.add(Event(  # stored, with its outbox entries, before any delivery
             ts=now, ts_capture=m.ts_capture, camera=m.camera, kind=m.kind, identity=m.identity, score=m.score,
             threshold=m.threshold, track_id=m.track_id, latency_ms=latency_ms, box=m.box, chip_path=chip_path,
-            frame_path=frame_path), sinks=[w.sink_name for w in self.workers])
+            frame_path=frame_path, unknown_id=unknown_id), sinks=[w.sink_name for w in self.workers],
+            embedding=m.embedding)
         for w in self.workers:
             w.wake()
         self.metrics.inc("alerts")
         self.metrics.latency_ms.append(latency_ms)
+        if m.embedding is not None:
+            self.index.sync()
+            self.index.maybe_save()
         if self.console:
             try:
                 self.console.send(event)
@@ -137,5 +129,9 @@ class AlertStage(Stage):
             w.stop()
         for w in self.workers:
             w.join(timeout=5)
+        try:
+            self.index.save()
+        except OSError as exc:  # only a cache: the next start rebuilds it from the store
+            log.warning("event index not saved: %s", exc)
         self.store.close()
         super().close()

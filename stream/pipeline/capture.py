@@ -26,6 +26,7 @@ import numpy as np
 
 from stream.media.files import regular_file_problem
 from stream.pipeline.messages import CameraStatus, Frame, SourceSummary
+from stream.store.live import LiveDir
 from stream.pipeline.stage import Stage, StageSpec
 
 log = logging.getLogger(__name__)
@@ -256,7 +257,9 @@ class CaptureStage(Stage):
         cam = self.camera
         reader = LatestFrameReader(cam["source"], bool(cam.get("replay")), self.status, float(cam.get("fps", 5.0)))
         reader.start()
-        seq, last_count, missed = 0, 0, 0
+        live = LiveDir(self.cfg.resolve(self.cfg.live.dir))
+        live.ensure()
+        seq, last_count, missed, shown_at = 0, 0, 0, 0.0
         while not self.stopping:
             with reader.lock:
                 reader.lock.wait_for(lambda: reader.count != last_count or self.stopping, timeout=0.5)
@@ -270,6 +273,12 @@ class CaptureStage(Stage):
             seq += 1
             if self.send(self.out, Frame(cam["name"], seq, ts, image=frame, source_time=source_t)):
                 self.metrics.inc("frames_out")
+            if ts - shown_at >= self.cfg.live.frame_interval_s:  # the latest frame, for the web UI's camera grid
+                shown_at = ts
+                try:
+                    live.write_frame(cam["name"], frame)
+                except OSError as exc:
+                    log.debug("latest frame not written: %s", exc)
         reader.stopping = True
         # Let the reader leave OpenCV before the interpreter exits (else C++ aborts: "terminate called ...").
         reader.join(timeout=READ_TIMEOUT_MS / 1000 + 1.0)

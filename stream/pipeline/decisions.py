@@ -75,6 +75,23 @@ class AlertRules:
         return kind in ("watchlist", "unknown") and rule in (kind, "both")
 
 
+class UnknownGate:
+    """Whether an unknown face is good enough to alert on: big enough (``min_face`` px, per camera) and sharp
+    enough (variance of the Laplacian of its chip). Why: a camera alerting on unknown faces would otherwise
+    flood the operator with blurred and tiny faces, and those are the ones that match no one."""
+
+    def __init__(self, min_face: dict[str, int], default_min_face: int, min_sharpness: float) -> None:
+        self.min_face, self.default_min_face, self.min_sharpness = dict(min_face), default_min_face, min_sharpness
+
+    def reason(self, camera: str, box: Sequence[float], sharpness: float | None) -> str | None:
+        """Why the face is not alerted on ("small" / "blurred"), or None when it passes."""
+        if len(box) == 4 and min(box[2] - box[0], box[3] - box[1]) < self.min_face.get(camera, self.default_min_face):
+            return "small"
+        if sharpness is not None and sharpness < self.min_sharpness:
+            return "blurred"
+        return None
+
+
 class Cooldown:
     """At most one alert per (camera, identity) per ``seconds``; unknown faces share the key (camera, None).
 

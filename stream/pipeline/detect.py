@@ -22,17 +22,13 @@ import numpy as np
 from engines.detections import Detections
 from engines.embedder import Embedder
 from stream.loaders import pipeline_detector
+from engines.image import sharpness
 from stream.pipeline.decisions import LiveBatchCut
 from stream.pipeline.messages import Faces, Frame
 from stream.pipeline.stage import Stage, StageSpec
 from stream.pipeline.tracker import IouTracker, SceneCuts
 
 log = logging.getLogger(__name__)
-
-
-def sharpness(chip: np.ndarray) -> float:
-    """Variance of the Laplacian of the grey chip: low means blurred."""
-    return float(cv2.Laplacian(cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
 
 
 class DetectStage(Stage):
@@ -62,6 +58,11 @@ class DetectStage(Stage):
         keep, stale, overload = self.cut.cut(batch + pending, time.monotonic())
         self.metrics.inc("dropped_stale", stale)
         self.metrics.inc("dropped_overload", overload)
+        if stale or overload:  # per camera too, for its drop count in the live state
+            kept = {id(m) for m in keep}
+            for m in batch + pending:
+                if id(m) not in kept:
+                    self.metrics.inc(f"dropped:{m.camera}")
         return keep
 
     def loop_once(self) -> None:
@@ -71,6 +72,8 @@ class DetectStage(Stage):
         t0 = time.perf_counter()
         frames = [m for m in batch if not m.eos and m.image is not None]
         self.metrics.inc("frames_in", len(frames))
+        for m in frames:  # per camera, for its processed-fps in the live state
+            self.metrics.inc(f"processed:{m.camera}")
         by_shape: dict[tuple, list[Frame]] = {}
         for m in frames:
             by_shape.setdefault(m.image.shape, []).append(m)

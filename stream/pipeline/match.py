@@ -31,6 +31,7 @@ class MatchStage(Stage):
         self.gallery: Gallery | None = None
         self._next_check = 0.0
         self.tracks: dict[int, TrackVote] = {}
+        self.track_vecs: dict[int, list[np.ndarray]] = {}  # the embeddings of each track, for its event's template
         self.inp = self.pull(spec.endpoints["embeddings"])
         self.out = self.push(spec.endpoints["decisions"])
         self.needed = min(self.cfg.matching.votes, self.cfg.matching.max_embeddings_per_track)
@@ -72,6 +73,7 @@ class MatchStage(Stage):
         if len(self.tracks) > 5000:
             now = time.time()
             self.tracks = {t: v for t, v in self.tracks.items() if now - v.last_seen < TRACK_FORGET_S}
+            self.track_vecs = {t: v for t, v in self.track_vecs.items() if t in self.tracks}
 
     def handle(self, m: Embeddings) -> None:
         thr = self.cfg.matching.threshold
@@ -89,6 +91,9 @@ class MatchStage(Stage):
             tr.last_seen = time.time()
             box = [round(float(v), 1) for v in m.boxes[i]]
             if i in cands:
+                vecs = self.track_vecs.setdefault(tid, [])
+                if len(vecs) < self.cfg.matching.max_embeddings_per_track:
+                    vecs.append(np.asarray(m.embeddings[i], np.float32))
                 c = cands[i]
                 log.debug("track %s: %s %.4f", tid, c.identity if c else None, c.score if c else -1)
                 tr.add(c.accepted(thr) if c is not None else None, c.score if c is not None else -1.0)
@@ -101,9 +106,18 @@ class MatchStage(Stage):
                 self.send(self.out, Decision(m.camera, m.ts_capture, tid, ident, tr.best.get(ident, 0.0) if ident else 0.0,
                                              thr, "observation", box, m.video_time, m.frame_index, tr.start))
 
+    def template(self, tid: int) -> np.ndarray | None:
+        """The track's face as one vector: the normalised mean of its embeddings, steadier than any single frame
+        for finding the same face in other events."""
+        vecs = self.track_vecs.get(tid)
+        if not vecs:
+            return None
+        mean = np.mean(vecs, axis=0)
+        return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
     def decide(self, m: Embeddings, i: int, tid: int, ident: str | None, score: float, kind: str, start: float,
                box: list[float]) -> None:
         self.metrics.inc(f"decisions_{kind}")
         d = Decision(m.camera, m.ts_capture, tid, ident, float(score), self.cfg.matching.threshold, kind, box,
-                     m.video_time, m.frame_index, start, chip=m.chips[i], image=m.image)
+                     m.video_time, m.frame_index, start, chip=m.chips[i], image=m.image, embedding=self.template(tid))
         self.send(self.out, d, force=True)  # decisions are rare and must not be lost

@@ -111,7 +111,7 @@ class Decision(Message):
     """A track's identity decision (alert=True when new), or, in recorded mode, every observation."""
 
     TYPE: ClassVar[str] = "decision"
-    ARRAYS: ClassVar[tuple[str, ...]] = ("chip", "image")
+    ARRAYS: ClassVar[tuple[str, ...]] = ("chip", "image", "embedding")
     camera: str
     ts_capture: float
     track_id: int
@@ -125,6 +125,7 @@ class Decision(Message):
     track_start: float | None = None  # video time (recorded) or capture time (live) the track began
     chip: np.ndarray | None = None
     image: np.ndarray | None = None
+    embedding: np.ndarray | None = None  # [D] float32: the track's face (mean of its embeddings), for search by face
 
 
 @dataclass

@@ -34,6 +34,7 @@ from stream.pipeline.embed import EmbedStage
 from stream.pipeline.match import MatchStage
 from stream.pipeline.messages import Heartbeat, MessageError, decode
 from stream.pipeline.stage import Stage, StageSpec, stage_main
+from stream.store.live import LiveDir, Rates
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 5.0
@@ -99,6 +100,9 @@ class Supervisor:
         self.failed: str | None = None  # why the run cannot go on (too many restarts); None while it can
         self._state = "starting"
         self.on_state = on_state  # told (state, why) on every change, e.g. to print it as JSON
+        self.live_dir = LiveDir(cfg.resolve(cfg.live.dir)) if live else None
+        self._rates = Rates()
+        self._live_written = 0.0
 
     # ------------------------------------------------------------------ wiring
     def endpoints(self) -> dict[str, str]:
@@ -174,6 +178,7 @@ class Supervisor:
             if dead or silent:
                 self._restart(c, now, exit_cause(c.proc.exitcode if dead else None), kill=not dead)
         self._update_state()
+        self._write_live(now)
         if now - self._last_log >= self.cfg.metrics.log_interval_s:
             self._last_log = now
             log.info("metrics: %s", self.summary())
@@ -204,6 +209,34 @@ class Supervisor:
         c.restarts += 1
         c.carry_counters()
         self._start(c)
+
+    def camera_states(self, now: float) -> dict[str, dict]:
+        """Per live camera: online, frames per second in (captured and sent) and processed (detected), drops."""
+        detect = next((c.metrics for c in self.children if c.spec.kind == "detect"), {})
+        out = {}
+        for c in self.children:
+            if c.spec.kind != "capture":
+                continue
+            cam = c.name.split(":", 1)[1]
+            m = c.metrics
+            fps_in = self._rates.update(f"in:{cam}", float(m.get("frames_out", 0)), now)
+            fps_done = self._rates.update(f"done:{cam}", float(detect.get(f"processed:{cam}", 0)), now)
+            online = m.get("is_online")
+            out[cam] = {"online": None if online is None else bool(online), "fps_in": fps_in, "fps_processed": fps_done,
+                        "dropped": int(detect.get(f"dropped:{cam}", 0)), "skipped": m.get("skipped"),
+                        "restarts": c.total_restarts}
+        return out
+
+    def _write_live(self, now: float) -> None:
+        """cameras.json for the HTTP server, about once a second (``stream.store.live``)."""
+        if self.live_dir is None or now - self._live_written < 1.0:
+            return
+        self._live_written = now
+        try:
+            self.live_dir.ensure()
+            self.live_dir.write_cameras(self.camera_states(now))
+        except OSError as exc:
+            log.debug("live state not written: %s", exc)
 
     def state(self) -> tuple[str, str]:
         """("healthy" | "degraded", why) from recent restarts and camera status."""

@@ -55,12 +55,14 @@ def frames_processed(sup: Supervisor) -> int:
 
 
 def scan_videos(cfg: Config, videos: list[str], every: int = 1, gallery: str | None = None, observations: bool = False,
-                progress: bool = True, timeout_s: float | None = None) -> ScanReport:
-    """Run recorded videos through the pipeline stages (backpressure, no drops) and return the report."""
+                progress: bool = True, timeout_s: float | None = None, store: bool = False) -> ScanReport:
+    """Run recorded videos through the pipeline stages (backpressure, no drops) and return the report;
+    ``store``: also put its events into the event store (``alerts.store``)."""
     files = source_names(videos)
     tmp = Path(tempfile.mkdtemp(prefix="facewatch-scan-"))
     report_path = tmp / "report.json"
-    options = {"files": files, "every": every, "report_path": str(report_path), "observations": observations}
+    options = {"files": files, "every": every, "report_path": str(report_path), "observations": observations,
+               "store": store}
     if gallery:
         options["gallery"] = gallery
     cfg = cfg.model_copy(deep=True)

@@ -7,8 +7,12 @@ reschedule what failed and mark ``failed`` only after ``alerts.delivery.give_up_
 redeliver`` puts entries back to pending. Camera status changes are stored too. The file is 0600, in WAL mode
 (the alert stage, its workers and the CLI each hold their own connection).
 
-Files written by older versions keep their ``webhook_state``/``webhook_attempts`` columns (unused now; their
-non-``none`` states are copied into the outbox once, so an old pending delivery is still sent).
+Files written by older versions are migrated on open, in one transaction: their ``webhook_state`` entries are
+copied into the outbox first (so an old pending delivery is still sent), then the ``events`` table is rebuilt
+with today's columns, keeping every row and id.
+
+Each event also keeps its face embedding (a BLOB, never sent to sinks): ``stream.store.event_index`` builds the
+HNSW index over them that search by face and the grouping of unknown visitors use.
 """
 from __future__ import annotations
 
@@ -18,10 +22,12 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from stream.records import DeliveryState, Event
+import numpy as np
+
+from stream.records import DeliveryState, Event, Feedback
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -34,12 +40,20 @@ CREATE TABLE IF NOT EXISTS events (
     score REAL NOT NULL,
     threshold REAL NOT NULL,
     track_id INTEGER NOT NULL,
-    latency_ms REAL NOT NULL,      -- capture -> alert
+    latency_ms REAL,               -- capture -> alert (NULL for recorded video)
     box TEXT,
     chip_path TEXT,
-    frame_path TEXT
+    frame_path TEXT,
+    source TEXT NOT NULL DEFAULT 'live',  -- live | scan
+    video_file TEXT,
+    video_time REAL,
+    unknown_id INTEGER,            -- visitor group of an unknown face
+    feedback TEXT,                 -- confirmed | rejected (operator feedback)
+    feedback_identity TEXT,
+    embedding BLOB                 -- the track's face embedding (float32), for search by face and visitor groups
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+CREATE INDEX IF NOT EXISTS events_unknown ON events(unknown_id);
 CREATE TABLE IF NOT EXISTS deliveries (
     event_id INTEGER NOT NULL REFERENCES events(id),
     sink TEXT NOT NULL,                     -- webhook | jsonl | zmq_pub
@@ -60,6 +74,50 @@ CREATE TABLE IF NOT EXISTS camera_status (
 #: The stored columns of ``events``: the record's public fields (``deliveries`` lives in its own table).
 COLUMNS: tuple[str, ...] = Event.PUBLIC_FIELDS
 STATES: tuple[DeliveryState, ...] = ("pending", "delivered", "failed")
+EMBEDDING_DTYPE = np.float32
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a query returns; every field None = no condition."""
+
+    camera: str | None = None
+    identity: str | None = None
+    kind: str | None = None
+    source: str | None = None
+    unknown_id: int | None = None
+    since: float | None = None
+    until: float | None = None
+    min_score: float | None = None
+    ids: tuple[int, ...] | None = None
+
+    def where(self) -> tuple[str, list]:
+        conds, args = [], []
+        for col in ("camera", "identity", "kind", "source", "unknown_id"):
+            v = getattr(self, col)
+            if v is not None:
+                conds.append(f"{col} = ?")
+                args.append(v)
+        for col, op, v in (("ts_capture", ">=", self.since), ("ts_capture", "<=", self.until), ("score", ">=", self.min_score)):
+            if v is not None:
+                conds.append(f"{col} {op} ?")
+                args.append(v)
+        if self.ids is not None:
+            conds.append(f"id IN ({', '.join('?' for _ in self.ids)})" if self.ids else "0")
+            args.extend(self.ids)
+        return (" WHERE " + " AND ".join(conds)) if conds else "", args
+
+
+@dataclass
+class Visitor:
+    """One unknown visitor: every unknown event with the same ``unknown_id``."""
+
+    unknown_id: int
+    count: int
+    first_ts: float
+    last_ts: float
+    cameras: list[str] = field(default_factory=list)
+    latest_event_id: int = 0
 
 
 class EventStoreError(ValueError):
@@ -103,8 +161,11 @@ class EventStore:
         try:
             with self._guard():
                 self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.executescript(SCHEMA)
-                self._adopt_old_webhook_states()
+                self.db.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait and see the result
+                self._migrate()
+                for statement in SCHEMA.split(";\n"):  # not executescript: that would commit the transaction
+                    if statement.strip():
+                        self.db.execute(statement)
                 self.db.commit()
         except EventStoreError:
             self.db.close()
@@ -118,21 +179,40 @@ class EventStore:
         except sqlite3.DatabaseError as exc:
             raise EventStoreError(f"{self.path}: not a usable event store ({exc})") from None
 
-    def _adopt_old_webhook_states(self) -> None:
-        """Files of older versions tracked the webhook in ``events``; copy those states into the outbox (once:
-        an entry that exists is left alone) so nothing they still owed is forgotten."""
-        cols = {r[1] for r in self.db.execute("PRAGMA table_info(events)")}
-        if "webhook_state" in cols:
+    def _migrate(self) -> None:
+        """Bring a file of an older version to today's schema inside the open transaction, losing nothing.
+
+        Older files tracked the webhook in ``events``: those states are copied into the outbox first (an entry
+        that exists is left alone). Then, when ``events`` lacks a column or still has ``latency_ms NOT NULL``
+        (recorded-video events have none), the table is rebuilt with today's definition, keeping rows and ids."""
+        info = {r[1]: r for r in self.db.execute("PRAGMA table_info(events)")}
+        if not info:
+            return  # a new file: SCHEMA creates everything
+        if "webhook_state" in info:
+            self.db.execute(SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS deliveries"):SCHEMA.index("CREATE INDEX IF NOT EXISTS deliveries_due")])
             self.db.execute(
                 "INSERT OR IGNORE INTO deliveries (event_id, sink, state, attempts, next_attempt_at, pending_since, updated) "
                 "SELECT id, 'webhook', webhook_state, webhook_attempts, ts, ts, ts FROM events "
                 "WHERE webhook_state IN ('pending', 'delivered', 'failed')")
+        wanted = COLUMNS + ("embedding",)
+        if all(c in info for c in wanted) and not info["latency_ms"][3] and "webhook_state" not in info:
+            return
+        keep = [c for c in wanted if c in info]
+        create = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS events"):SCHEMA.index("CREATE INDEX IF NOT EXISTS events_ts")]
+        self.db.execute("DROP INDEX IF EXISTS events_ts")
+        self.db.execute("ALTER TABLE events RENAME TO _events_old")
+        self.db.execute(create)
+        self.db.execute(f"INSERT INTO events ({', '.join(keep)}) SELECT {', '.join(keep)} FROM _events_old")
+        self.db.execute("DROP TABLE _events_old")
 
     # ------------------------------------------------------------------ events
-    def add(self, event: Event, sinks: Iterable[str] = ()) -> Event:
-        """Store ``event`` and one pending delivery per sink in one transaction; returns it with its row id."""
+    def add(self, event: Event, sinks: Iterable[str] = (), embedding: np.ndarray | None = None) -> Event:
+        """Store ``event`` (with its face ``embedding``, when known) and one pending delivery per sink in one
+        transaction; returns it with its row id."""
         row = event.model_dump(include=set(COLUMNS) - {"id"})
         row["box"] = json.dumps(row["box"]) if row["box"] is not None else None
+        if embedding is not None:
+            row["embedding"] = np.ascontiguousarray(embedding, dtype=EMBEDDING_DTYPE).ravel().tobytes()
         sinks = list(dict.fromkeys(sinks))
         now = time.time()
         with self._guard(), self.db:
@@ -169,6 +249,97 @@ class EventStore:
             e = self._event(r)
             out.append(e.model_copy(update={"deliveries": states.get(e.id, {})}))
         return out
+
+    def query(self, flt: EventFilter = EventFilter(), limit: int = 50, offset: int = 0) -> tuple[list[Event], int]:
+        """Events matching ``flt``, newest first, one page; and how many match in all."""
+        where, args = flt.where()
+        with self._guard():
+            (total,) = self.db.execute(f"SELECT COUNT(*) FROM events{where}", args).fetchone()
+            rows = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM events{where} ORDER BY ts_capture DESC, id DESC "
+                                   f"LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
+        return [self._event(r) for r in rows], int(total)
+
+    def get(self, event_id: int) -> Event:
+        """One event by id, with its delivery states; ``UnknownEventError`` when there is none."""
+        with self._guard():
+            row = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM events WHERE id = ?", (event_id,)).fetchone()
+            states = {sink: state for sink, state in self.db.execute(
+                "SELECT sink, state FROM deliveries WHERE event_id = ? ORDER BY sink", (event_id,))}
+        if row is None:
+            raise UnknownEventError(f"{self.path}: no event with id {event_id}")
+        return self._event(row).model_copy(update={"deliveries": states})
+
+    def after(self, event_id: int, limit: int = 1000) -> list[Event]:
+        """Events stored after ``event_id``, oldest first: what a live view has not shown yet."""
+        with self._guard():
+            rows = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                                   (event_id, limit)).fetchall()
+        return [self._event(r) for r in rows]
+
+    def last_id(self) -> int:
+        with self._guard():
+            (n,) = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
+        return int(n)
+
+    def embedding(self, event_id: int) -> np.ndarray | None:
+        """The face embedding stored with one event (None when it has none); ``UnknownEventError`` if no event."""
+        with self._guard():
+            row = self.db.execute("SELECT embedding FROM events WHERE id = ?", (event_id,)).fetchone()
+        if row is None:
+            raise UnknownEventError(f"{self.path}: no event with id {event_id}")
+        return None if row[0] is None else np.frombuffer(row[0], dtype=EMBEDDING_DTYPE).copy()
+
+    def embeddings(self, after_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, embeddings [n, d]) of the events after ``after_id`` that carry an embedding, by id."""
+        with self._guard():
+            rows = self.db.execute("SELECT id, embedding FROM events WHERE id > ? AND embedding IS NOT NULL ORDER BY id",
+                                   (after_id,)).fetchall()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0), EMBEDDING_DTYPE)
+        ids = np.array([r[0] for r in rows], np.int64)
+        return ids, np.stack([np.frombuffer(r[1], dtype=EMBEDDING_DTYPE) for r in rows])
+
+    def unknown_ids(self, ids: Iterable[int]) -> dict[int, int]:
+        """event id -> unknown_id for those of ``ids`` that are grouped unknown faces."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        with self._guard():
+            return {int(a): int(b) for a, b in self.db.execute(
+                f"SELECT id, unknown_id FROM events WHERE unknown_id IS NOT NULL AND id IN ({', '.join('?' for _ in ids)})",
+                ids)}
+
+    def next_unknown_id(self) -> int:
+        with self._guard():
+            (n,) = self.db.execute("SELECT COALESCE(MAX(unknown_id), 0) + 1 FROM events").fetchone()
+        return int(n)
+
+    def set_feedback(self, event_id: int, verdict: Feedback, identity: str) -> Event:
+        """Record the operator's verdict on an event (the gallery change is the caller's); returns the event."""
+        with self._guard(), self.db:
+            cur = self.db.execute("UPDATE events SET feedback = ?, feedback_identity = ? WHERE id = ?",
+                                  (verdict, identity, event_id))
+        if cur.rowcount == 0:
+            raise UnknownEventError(f"{self.path}: no event with id {event_id}")
+        return self.get(event_id)
+
+    def visitors(self, limit: int = 50) -> list[Visitor]:
+        """Unknown visitors (events grouped by ``unknown_id``), most recently seen first."""
+        with self._guard():
+            rows = self.db.execute(
+                "SELECT unknown_id, COUNT(*), MIN(ts_capture), MAX(ts_capture), GROUP_CONCAT(DISTINCT camera), MAX(id) "
+                "FROM events WHERE unknown_id IS NOT NULL GROUP BY unknown_id ORDER BY MAX(ts_capture) DESC LIMIT ?",
+                (limit,)).fetchall()
+        return [Visitor(int(u), int(n), float(a), float(b), sorted((cams or "").split(",")), int(last))
+                for u, n, a, b, cams, last in rows]
+
+    def latest_statuses(self) -> dict[str, dict]:
+        """Each camera's last stored status change: {camera: {ts, online, detail}}."""
+        with self._guard():
+            rows = self.db.execute(
+                "SELECT camera, ts, online, detail FROM camera_status WHERE id IN "
+                "(SELECT MAX(id) FROM camera_status GROUP BY camera)").fetchall()
+        return {c: {"ts": ts, "online": bool(on), "detail": d or ""} for c, ts, on, d in rows}
 
     def statuses(self) -> list[dict]:
         with self._guard():
