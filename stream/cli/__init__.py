@@ -17,6 +17,7 @@ from stream.cli.gallery import gallery
 from stream.cli.models import models
 from stream.cli.photos import identify, verify
 from stream.cli.pipeline import demo, events, run, scan
+from stream.cli.serve import serve
 
 
 @click.group(cls=Group)
@@ -38,7 +39,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     obj.setdefault("config_path", None)
 
 
-for command in (verify, identify, gallery, models, eval_group, calibrate, run, events, scan, demo):
+for command in (verify, identify, gallery, models, eval_group, calibrate, run, events, scan, demo, serve):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -58,7 +58,17 @@ def run(ctx: click.Context, allow_empty_gallery: bool) -> None:
     else:
         note(f"facewatch: monitoring {len(cameras)} camera(s)" + (f"; metrics on {metrics}" if metrics else "")
              + "; Ctrl-C to stop")
-    run_until(sup, until=lambda: False)
+    server = None
+    if cfg.api.enabled:  # the web UI and API beside the pipeline, in this process (stages are their own)
+        from stream.api.server import serve_in_thread
+
+        server, thread = serve_in_thread(cfg)
+    try:
+        run_until(sup, until=lambda: False)
+    finally:
+        if server is not None:
+            server.should_exit = True
+            thread.join(timeout=5)
     if sup.failed:
         raise UserError(sup.failed, code="pipeline_failed", exit_code=EXIT_FAILURE)
 

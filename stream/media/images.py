@@ -12,6 +12,7 @@ resize assert deep inside the detector).
 """
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -33,8 +34,45 @@ MAX_ASPECT = 20.0
 _PILLOW_COMPLETE = {"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP"}
 
 
+#: What an upload to the HTTP API may be: the formats Pillow decodes completely and browsers/cameras produce.
+UPLOAD_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF")
+
+
 class ImageError(ValueError):
     """A photo that cannot be used; the message names the file and the reason."""
+
+
+class UnsupportedImage(ImageError):
+    """An upload that is not an image of an accepted format (the HTTP API answers 415)."""
+
+
+def decode_upload(data: bytes, name: str) -> np.ndarray:
+    """Decode an uploaded image (bytes from a request, never a path) to BGR uint8, or raise ``ImageError``.
+
+    Why stricter than ``load_image``: bytes from the network reach only Pillow, and only its decoders of
+    ``UPLOAD_FORMATS`` (no OpenCV fallback, no exotic codec), with the same size checks before any pixel is
+    decoded. ``name`` is the client's file name, used in messages only."""
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    Image.init()  # registers every plugin, so that ``formats`` below names known decoders
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[f for f in UPLOAD_FORMATS if f in Image.OPEN]) as im:
+                check_size(name, *im.size)
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                rgb = _pillow_to_rgb(im)
+    except UnidentifiedImageError:
+        raise UnsupportedImage(f"{name}: not a JPEG, PNG, WebP, BMP or TIFF image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name}: image larger than {MAX_PIXELS} pixels") from None
+    except OSError as exc:
+        raise ImageError(f"{name}: unreadable or truncated image ({exc})") from None
+    except (SyntaxError, ValueError) as exc:
+        if isinstance(exc, ImageError):
+            raise
+        raise ImageError(f"{name}: malformed image ({exc})") from None
+    return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -56,7 +94,7 @@ class _NotForPillow(Exception):
     """Pillow cannot decode this file; OpenCV may (the message is Pillow's reason, for the final error)."""
 
 
-def check_size(p: Path, width: int, height: int) -> None:
+def check_size(p: str | Path, width: int, height: int) -> None:
     """Refuse images too small, too large or too elongated for face detection (``ImageError`` naming ``p``)."""
     if width * height > MAX_PIXELS:
         raise ImageError(f"{p}: image larger than {MAX_PIXELS} pixels ({width}x{height})")

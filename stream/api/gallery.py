@@ -1,0 +1,144 @@
+"""The gallery from the web: persons with thumbnails, enroll by upload (each photo with its own verdict), add
+samples, rename, remove. Writes go through ``stream.store.gallery`` like the CLI's, so the same names are
+refused the same way, and the running pipeline reloads the change."""
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from stream.api.auth import require_token
+from stream.api.errors import ApiError
+from stream.api.state import ApiState
+from stream.api.uploads import faces_of, read_image
+from stream.store.gallery import GalleryError, normalize_name
+
+router = APIRouter(prefix="/api/gallery", tags=["gallery"], dependencies=[Depends(require_token)])
+
+
+def api_of(request: Request) -> ApiState:
+    return request.app.state.api
+
+
+def person_url(name: str) -> str:
+    from urllib.parse import quote
+
+    return f"/api/gallery/{quote(name, safe='')}/thumbnail.jpg"
+
+
+@router.get("", summary="Enrolled persons with sample and negative-sample counts and thumbnails")
+def persons(request: Request) -> dict[str, Any]:
+    g = api_of(request).gallery_reader()
+    if g is None:
+        return {"persons": [], "exists": False}
+    return {"exists": True, "persons": [
+        {"name": p["name"], "samples": p["samples"], "negatives": p["negatives"],
+         "thumbnail_url": person_url(p["name"]) if p["has_thumbnail"] else None} for p in g.person_info()]}
+
+
+@router.get("/{name}/thumbnail.jpg", summary="A person's face thumbnail", response_class=Response)
+def thumbnail(name: str, request: Request) -> Response:
+    g = api_of(request).gallery_reader()
+    try:
+        jpeg = g.thumbnail(name) if g is not None else None
+    except GalleryError:
+        jpeg = None
+    if jpeg is None:
+        raise ApiError(404, f"no thumbnail for {name!r}")
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
+
+
+def _chip_jpeg(api: ApiState, image: np.ndarray, landmarks: np.ndarray) -> bytes | None:
+    chip = api.analyzer().embedder.align(image, landmarks)  # RGB
+    ok, buf = cv2.imencode(".jpg", chip[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return buf.tobytes() if ok else None
+
+
+async def _enroll(api: ApiState, name: str, files: list[UploadFile], *, new_person: bool) -> dict[str, Any]:
+    """Each photo gets its own verdict; the accepted ones are enrolled in one transaction."""
+    try:
+        name = normalize_name(name)
+    except GalleryError as exc:
+        raise ApiError(400, str(exc)) from None
+    if not files:
+        raise ApiError(400, "files: upload at least one photo")
+    if len(files) > api.cfg.api.max_files:
+        raise ApiError(413, f"files: at most {api.cfg.api.max_files} photos per upload (api.max_files)")
+    results, embs, sources, thumb = [], [], [], None
+    for f in files:
+        try:
+            fname, image = await read_image(api, f)
+        except ApiError as exc:
+            if exc.status == 413 and "api.max_upload_mb" not in exc.message:
+                raise
+            results.append({"file": f.filename or "upload", "status": "rejected", "reason": exc.message})
+            continue
+        faces = await run_in_threadpool(faces_of, api, image)
+        if len(faces) != 1:
+            why = "no face found" if not faces else f"{len(faces)} faces found; use a photo of this person alone"
+            results.append({"file": fname, "status": "rejected", "reason": why})
+            continue
+        embs.append(faces[0].embedding)
+        sources.append(f"upload:{fname}")
+        thumb = thumb or await run_in_threadpool(_chip_jpeg, api, image, faces[0].landmarks)
+        results.append({"file": fname, "status": "enrolled", "reason": None})
+    if not embs:
+        raise ApiError(422, f"{name}: no photo could be enrolled", code="no_face", results=results)
+    def write() -> int:
+        try:
+            with api.gallery_writer() as g:
+                if new_person is False and name not in dict(g.persons()):
+                    raise ApiError(404, f"no person named {name!r} in the gallery")
+                g.enroll(name, np.stack(embs), sources=sources, thumbnail=thumb)
+                return dict(g.persons()).get(name, 0)
+        except GalleryError as exc:
+            raise ApiError(400, str(exc)) from None
+
+    return {"person": name, "samples": await run_in_threadpool(write), "results": results}
+
+
+@router.post("", summary="Enroll a person from uploaded photos (each photo gets its own verdict)")
+async def enroll(request: Request, name: str = Form(..., max_length=200),
+                 files: list[UploadFile] = File(...)) -> dict[str, Any]:
+    return await _enroll(api_of(request), name, files, new_person=True)
+
+
+@router.post("/{name}/samples", summary="Add photos of an enrolled person")
+async def add_samples(name: str, request: Request, files: list[UploadFile] = File(...)) -> dict[str, Any]:
+    return await _enroll(api_of(request), name, files, new_person=False)
+
+
+class Rename(BaseModel):
+    name: str = Field(..., max_length=200)
+
+
+@router.patch("/{name}", summary="Rename a person (samples, negatives and thumbnail follow)")
+def rename(name: str, body: Rename, request: Request) -> dict[str, Any]:
+    api = api_of(request)
+    try:
+        with api.gallery_writer() as g:
+            if normalize_name(name) not in dict(g.persons()):
+                raise ApiError(404, f"no person named {name!r} in the gallery")
+            samples = g.rename(name, body.name)
+            new = normalize_name(body.name)
+    except GalleryError as exc:
+        raise ApiError(409 if "already" in str(exc) else 400, str(exc)) from None
+    return {"person": new, "samples": samples}
+
+
+@router.delete("/{name}", summary="Remove a person with all their samples")
+def remove(name: str, request: Request) -> dict[str, Any]:
+    api = api_of(request)
+    try:
+        with api.gallery_writer() as g:
+            if normalize_name(name) not in dict(g.persons()):
+                raise ApiError(404, f"no person named {name!r} in the gallery")
+            n = g.remove(name)
+    except GalleryError as exc:
+        raise ApiError(400, str(exc)) from None
+    return {"removed": normalize_name(name), "samples": n}
