@@ -1,4 +1,4 @@
-"""``gallery enroll | list | remove | check | repair``: the watchlist."""
+"""``gallery enroll | list | rename | remove | check | repair``: the watchlist."""
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +14,7 @@ from stream.store.gallery import Gallery, GalleryError, GalleryHealth, check, no
 
 @click.group(cls=Group)
 def gallery() -> None:
-    """Enroll, list, remove, check and repair watchlist persons."""
+    """Enroll, list, rename, remove, check and repair watchlist persons."""
 
 
 class _Repeat(ValueError):
@@ -104,11 +104,27 @@ def gallery_list(ctx: click.Context, gallery: str | None) -> None:
 @json_option
 @click.pass_context
 def gallery_remove(ctx: click.Context, name: str, gallery: str | None) -> None:
-    """Remove NAME and all their samples."""
+    """Remove NAME with all their samples, negative samples and thumbnail."""
     name = normalize_name(name)
     with Gallery(gallery_dir(ctx, gallery), create=False) as gal:
         n = gal.remove(name)
     emit(ctx, {"name": name, "removed_samples": n}, f"removed {name} ({n} samples)")
+
+
+@gallery.command("rename")
+@click.argument("old")
+@click.argument("new")
+@gallery_option
+@json_option
+@click.pass_context
+def gallery_rename(ctx: click.Context, old: str, new: str, gallery: str | None) -> None:
+    """Rename OLD to NEW, keeping their samples, negative samples and thumbnail.
+
+    NEW must not be enrolled yet: two persons are never merged (remove one of them first)."""
+    old, new = normalize_name(old), normalize_name(new)
+    with Gallery(gallery_dir(ctx, gallery), create=False) as gal:
+        n = gal.rename(old, new)
+    emit(ctx, {"old": old, "new": new, "samples": n}, f"renamed {old} to {new} ({n} samples)")
 
 
 def _health_lines(h: GalleryHealth) -> list[str]:
@@ -116,7 +132,9 @@ def _health_lines(h: GalleryHealth) -> list[str]:
         return "?" if v is None else str(v)
 
     lines = [f"gallery    {h.path}", f"database   {h.database}", f"integrity  {known(h.integrity)}",
-             f"persons    {known(h.persons)}", f"samples    {known(h.samples)}", f"generation {known(h.generation)}",
+             f"persons    {known(h.persons)}", f"samples    {known(h.samples)}",
+             f"negatives  {known(h.negatives)}", f"thumbnails {known(h.thumbnails)}",
+             f"generation {known(h.generation)}",
              f"index      {h.index}" + (f" ({h.index_file})" if h.index_file else "")]
     if h.leftover_index_files:
         lines.append(f"leftovers  {', '.join(h.leftover_index_files)}")

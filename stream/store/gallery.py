@@ -13,6 +13,12 @@ our tables, index files without a database, a read-only directory or file) is a 
 path, raised before a single file is touched. ``check`` diagnoses a gallery without opening it as a
 ``Gallery``; ``repair`` rebuilds the index from the rows, and only when asked.
 
+Operator feedback lives in the same database, so it shares the crash safety and the one-file backup, and no
+extra file appears in the directory: negative samples ("this face is NOT person X", which ``search`` honours) and
+a face-chip thumbnail per person. Both tables are keyed by the person's row id, not their name, so ``rename`` is
+one UPDATE and removing a person takes them along. Galleries made before these tables existed get them the
+first time a writer opens them (``_migrate``); a read-only reader of such a gallery just sees no feedback.
+
 Biometric data: the directory is created 0700 and its files 0600.
 """
 from __future__ import annotations
@@ -66,6 +72,27 @@ CREATE TABLE samples (
 );
 CREATE INDEX samples_person ON samples(person_id);
 """
+# Operator feedback, added after the first galleries were made: ``IF NOT EXISTS`` so that the same script both
+# creates a new gallery and migrates an old one.
+FEEDBACK_SCHEMA = """
+CREATE TABLE IF NOT EXISTS negatives (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    person_id INTEGER NOT NULL REFERENCES persons(id) ON DELETE CASCADE,
+    embedding BLOB NOT NULL,
+    source TEXT,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS negatives_person ON negatives(person_id);
+CREATE TABLE IF NOT EXISTS thumbnails (
+    person_id INTEGER PRIMARY KEY REFERENCES persons(id) ON DELETE CASCADE,
+    jpeg BLOB NOT NULL,
+    updated REAL NOT NULL
+);
+"""
+# Optional tables (absent from galleries made before them) and the columns this code reads when they are there.
+FEEDBACK_COLUMNS = {"negatives": {"id", "person_id", "embedding"}, "thumbnails": {"person_id", "jpeg"}}
+JPEG_MAGIC = b"\xff\xd8\xff"
+THUMBNAIL_MAX_BYTES = 1 << 20  # a face chip is a few KiB; a megabyte is a whole photo sent by mistake
 
 
 class GalleryError(ValueError):
@@ -169,8 +196,10 @@ def _connect(db_path: Path) -> sqlite3.Connection:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not tables & set(REQUIRED_COLUMNS):
             raise GalleryError(f"{db_path}: an SQLite database but not a facewatch gallery (no gallery tables)")
-        for table, needed in REQUIRED_COLUMNS.items():
+        for table, needed in {**REQUIRED_COLUMNS, **FEEDBACK_COLUMNS}.items():
             if table not in tables:
+                if table in FEEDBACK_COLUMNS:
+                    continue  # a gallery from before operator feedback: migrated by the first writer
                 raise GalleryError(f"{db_path}: damaged gallery database (table {table!r} is missing)")
             columns = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
             if not needed <= columns:
@@ -246,7 +275,7 @@ def _initialise(directory: Path, dim: int) -> None:
     try:
         db = sqlite3.connect(tmp)
         try:
-            db.executescript(SCHEMA)
+            db.executescript(SCHEMA + FEEDBACK_SCHEMA)
             db.executemany("INSERT INTO meta VALUES (?, ?)", [("dim", str(dim)), ("generation", "0")])
             db.commit()
         finally:
@@ -270,6 +299,23 @@ def writer_preflight(directory: str | Path) -> None:
     d = Path(directory)
     if not _refuse_state(d, write=True, create=True):
         _connect(d / DB_FILE).close()
+
+
+def _has_table(db: sqlite3.Connection, table: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
+
+
+def _check_thumbnail(name: str, jpeg: bytes) -> bytes:
+    """The thumbnail as bytes, or ``GalleryError``: it must be a JPEG (the web UI serves it as one) of sane size."""
+    if not isinstance(jpeg, (bytes, bytearray, memoryview)):
+        raise GalleryError(f"thumbnail for {name!r}: must be JPEG bytes, not {type(jpeg).__name__}")
+    data = bytes(jpeg)
+    if not data.startswith(JPEG_MAGIC):
+        raise GalleryError(f"thumbnail for {name!r}: not a JPEG image ({len(data)} bytes without the JPEG header)")
+    if len(data) > THUMBNAIL_MAX_BYTES:
+        raise GalleryError(f"thumbnail for {name!r}: {len(data)} bytes, at most {THUMBNAIL_MAX_BYTES} allowed "
+                           "(a face chip, not a whole photo)")
+    return data
 
 
 @contextmanager
@@ -301,8 +347,14 @@ class Gallery:
             stored_dim = int(self._meta("dim", str(dim)))
             if stored_dim != dim:
                 raise GalleryError(f"{self.path}: gallery holds {stored_dim}-d embeddings, the embedder makes {dim}-d")
+            if not readonly:
+                self._migrate()
             self.index: hnswlib.Index | None = None
             self._labels_to_person: dict[int, str] = {}
+            # Loaded with the index: each vetoing person's negative samples, and the positive samples of those
+            # same persons (few), so that ``search`` compares both exactly, not through the approximate index.
+            self._negatives: dict[str, np.ndarray] = {}
+            self._positives: dict[str, np.ndarray] = {}
             self.loaded_generation = -1
             self.reload()
         except BaseException:
@@ -314,6 +366,21 @@ class Gallery:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _migrate(self) -> None:
+        """Add the operator-feedback tables to a gallery made before them, keeping every row; one transaction.
+
+        Not a change of content, so the generation stays: readers have nothing to reload."""
+        if all(_has_table(self.db, t) for t in FEEDBACK_COLUMNS):
+            return
+        log.info("%s: adding the tables for negative samples and thumbnails", self.path)
+        with _sqlite_errors(self.path):
+            try:
+                self.db.executescript("BEGIN IMMEDIATE;" + FEEDBACK_SCHEMA + "COMMIT;")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.rollback()
+                raise
 
     # ----------------------------------------------------------------- state
     def _meta(self, key: str, default: str = "0") -> str:
@@ -358,6 +425,7 @@ class Gallery:
             index = self._build_index(labels, vecs)
             if not self.readonly:
                 self._save_index(index, gen)
+        self._load_feedback(labels, vecs, mapping)
         self.index = index
         self._labels_to_person = mapping
         self.loaded_generation = gen
@@ -369,8 +437,18 @@ class Gallery:
         labels, vecs, mapping = self._rows()
         index = self._build_index(labels, vecs)
         self._save_index(index, gen)
+        self._load_feedback(labels, vecs, mapping)
         self.index, self._labels_to_person, self.loaded_generation = index, mapping, gen
         return self._index_path(gen)
+
+    def _load_feedback(self, labels: np.ndarray, vecs: np.ndarray, mapping: dict[int, str]) -> None:
+        """The negative samples, and the positive samples of the persons that have negatives, for ``search``."""
+        self._negatives = _read_negatives(self.db, self.path, self.dim)
+        if not self._negatives:
+            self._positives = {}
+            return
+        names = np.array([mapping[int(lab)] for lab in labels], dtype=object)
+        self._positives = {n: vecs[names == n] for n in self._negatives}
 
     def _save_index(self, index: hnswlib.Index, generation: int) -> None:
         """Write atomically (temp file, fsync, rename), then drop the index files of older generations.
@@ -401,15 +479,18 @@ class Gallery:
             raise GalleryError(f"{self.dir}: gallery opened read-only")
 
     # ----------------------------------------------------------------- changes
-    def enroll(self, name: str, embeddings: np.ndarray, sources: list[str] | None = None) -> int:
-        """Add samples for ``name`` (created if new) in one transaction; returns the number added."""
+    def enroll(self, name: str, embeddings: np.ndarray, sources: list[str] | None = None,
+               thumbnail: bytes | None = None) -> int:
+        """Add samples for ``name`` (created if new) in one transaction; returns the number added.
+
+        ``thumbnail`` (a JPEG face chip) becomes the person's picture only when they have none yet: the first
+        enrollment chooses it, later ones add samples without changing the face the operators know."""
         self._require_writable()
         name = normalize_name(name)
-        emb = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, self.dim)
+        emb = self._embeddings(embeddings)
         if len(emb) == 0:
             raise GalleryError(f"no usable face to enroll for {name!r}")
-        if not np.all(np.isfinite(emb)):
-            raise GalleryError("embeddings contain NaN or infinity")
+        jpeg = None if thumbnail is None else _check_thumbnail(name, thumbnail)
         sources = sources or [""] * len(emb)
         now = time.time()
         with _sqlite_errors(self.path), self.db:  # one transaction: all samples or none
@@ -420,26 +501,109 @@ class Gallery:
                 "INSERT INTO samples (person_id, embedding, source, created) VALUES (?, ?, ?, ?)",
                 [(pid, e.tobytes(), s, now) for e, s in zip(emb, sources)],
             )
+            if jpeg is not None:
+                cur.execute("INSERT OR IGNORE INTO thumbnails (person_id, jpeg, updated) VALUES (?, ?, ?)",
+                            (pid, jpeg, now))
             gen = self._bump(cur)
         self._after_change(gen)
         return len(emb)
 
     def remove(self, name: str) -> int:
-        """Delete a person and their samples; returns how many samples went. Unknown name -> GalleryError."""
+        """Delete a person with their samples, negative samples and thumbnail; returns how many samples went.
+        Unknown name -> GalleryError."""
         self._require_writable()
         name = normalize_name(name)
         with _sqlite_errors(self.path):
-            row = self.db.execute("SELECT id FROM persons WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise GalleryError(f"no person named {name!r} in the gallery")
+            pid = self._person_id(name)
             with self.db:
                 cur = self.db.cursor()
-                labels = [r[0] for r in cur.execute("SELECT id FROM samples WHERE person_id = ?", (row[0],))]
-                cur.execute("DELETE FROM samples WHERE person_id = ?", (row[0],))
-                cur.execute("DELETE FROM persons WHERE id = ?", (row[0],))
+                labels = [r[0] for r in cur.execute("SELECT id FROM samples WHERE person_id = ?", (pid,))]
+                cur.execute("DELETE FROM samples WHERE person_id = ?", (pid,))
+                # Explicitly, not by ON DELETE CASCADE: that needs PRAGMA foreign_keys, which a tool may leave off.
+                cur.execute("DELETE FROM negatives WHERE person_id = ?", (pid,))
+                cur.execute("DELETE FROM thumbnails WHERE person_id = ?", (pid,))
+                cur.execute("DELETE FROM persons WHERE id = ?", (pid,))
                 gen = self._bump(cur)
         self._after_change(gen, deleted=labels)
         return len(labels)
+
+    def rename(self, old: str, new: str) -> int:
+        """Give ``old`` the name ``new``, with all their samples, negative samples and thumbnail; returns the number
+        of samples. One UPDATE of the person's row: samples, feedback and index labels refer to the row id, so
+        the index stays as it is. Refused (``GalleryError``, nothing changed): an unknown ``old``, an invalid
+        ``new``, a ``new`` that is already enrolled (two persons are never merged by a rename)."""
+        self._require_writable()
+        old, new = normalize_name(old), normalize_name(new)
+        with _sqlite_errors(self.path):
+            pid = self._person_id(old)
+            if new == old:
+                raise GalleryError(f"cannot rename {old!r} to {new!r}: that is already their name")
+            conflict = GalleryError(f"cannot rename {old!r} to {new!r}: {new!r} is already enrolled "
+                                    f"(persons are not merged; remove one of them first)")
+            if self.db.execute("SELECT 1 FROM persons WHERE name = ?", (new,)).fetchone():
+                raise conflict
+            try:
+                with self.db:
+                    cur = self.db.cursor()
+                    if cur.execute("UPDATE persons SET name = ? WHERE id = ?", (new, pid)).rowcount != 1:
+                        raise GalleryError(f"no person named {old!r} in the gallery")  # removed meanwhile
+                    samples = cur.execute("SELECT COUNT(*) FROM samples WHERE person_id = ?", (pid,)).fetchone()[0]
+                    gen = self._bump(cur)
+            except sqlite3.IntegrityError:  # another writer enrolled ``new`` since the check above
+                raise conflict from None
+        self._after_change(gen)
+        return samples
+
+    def add_negative(self, name: str, embedding: np.ndarray, source: str | None = None) -> int:
+        """Record that the face ``embedding`` is NOT ``name`` (an operator rejected a match); returns how many
+        negative samples ``name`` has now. ``search`` no longer gives ``name`` to faces at least as close to one
+        of these as to ``name``'s own samples. ``source`` says where it came from (an event id, a file)."""
+        self._require_writable()
+        name = normalize_name(name)
+        emb = self._embeddings(embedding)
+        if len(emb) != 1:
+            raise GalleryError(f"a negative sample for {name!r} is one embedding, got {len(emb)}")
+        with _sqlite_errors(self.path):
+            pid = self._person_id(name)
+            with self.db:
+                cur = self.db.cursor()
+                cur.execute("INSERT INTO negatives (person_id, embedding, source, created) VALUES (?, ?, ?, ?)",
+                            (pid, emb[0].tobytes(), source, time.time()))
+                count = cur.execute("SELECT COUNT(*) FROM negatives WHERE person_id = ?", (pid,)).fetchone()[0]
+                gen = self._bump(cur)
+        self._after_change(gen)
+        return count
+
+    def set_thumbnail(self, name: str, jpeg: bytes) -> None:
+        """Make the JPEG face chip ``jpeg`` the picture of ``name`` (replacing any). Unknown name -> GalleryError."""
+        self._require_writable()
+        name = normalize_name(name)
+        data = _check_thumbnail(name, jpeg)
+        with _sqlite_errors(self.path):
+            pid = self._person_id(name)
+            with self.db:
+                cur = self.db.cursor()
+                cur.execute("INSERT OR REPLACE INTO thumbnails (person_id, jpeg, updated) VALUES (?, ?, ?)",
+                            (pid, data, time.time()))
+                gen = self._bump(cur)  # a change like any other: whoever shows the gallery sees it is new
+        self._after_change(gen)
+
+    def _embeddings(self, embeddings: np.ndarray) -> np.ndarray:
+        """``N x dim`` float32 rows, or ``GalleryError`` (wrong size, NaN or infinity)."""
+        arr = np.asarray(embeddings, dtype=np.float32)
+        if arr.size % self.dim:
+            raise GalleryError(f"embeddings of {arr.size} values do not split into {self.dim}-d vectors")
+        emb = np.ascontiguousarray(arr).reshape(-1, self.dim)
+        if not np.all(np.isfinite(emb)):
+            raise GalleryError("embeddings contain NaN or infinity")
+        return emb
+
+    def _person_id(self, name: str) -> int:
+        """The row id of the (normalised) ``name``; ``GalleryError`` when there is no such person."""
+        row = self.db.execute("SELECT id FROM persons WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise GalleryError(f"no person named {name!r} in the gallery")
+        return int(row[0])
 
     def _after_change(self, gen: int, deleted: list[int] | None = None) -> None:
         """Bring the in-memory index up to the committed state and save it for ``gen``."""
@@ -465,6 +629,7 @@ class Gallery:
         except OSError as exc:  # the change is committed; the index is derived data that readers rebuild
             log.warning("%s: the change is saved, but its index file could not be written (%s); readers rebuild it "
                         "(facewatch gallery repair writes it)", self.dir, exc.strerror or exc)
+        self._load_feedback(labels, vecs, mapping)
         self.index, self._labels_to_person, self.loaded_generation = index, mapping, gen
 
     # ----------------------------------------------------------------- queries
@@ -483,13 +648,37 @@ class Gallery:
         return len(self._labels_to_person)
 
     def search(self, embeddings: np.ndarray, k: int = 20) -> list[Candidate]:
-        """Best identity per probe: the k nearest samples, aggregated per person by their best score."""
+        """Best identity per probe: the k nearest samples, aggregated per person by their best score.
+
+        Operator feedback: an identity is passed over for a probe that is at least as similar to one of that
+        person's negative samples as to their best sample (``_vetoed``); the next best identity is the candidate.
+        When the k nearest samples name only vetoed persons, the search looks further (4k, 16k, ... samples), so
+        a veto never hides someone else who is close; with nobody left the probe has no candidate (score -1).
+        """
         emb = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, self.dim)
         if len(self) == 0 or len(emb) == 0:
             return [Candidate(None, -1.0) for _ in range(len(emb))]
         k = min(k, len(self))
+        out = []
+        for q, ranking in zip(emb, self._ranked(emb, k)):
+            pick, wider = self._first_allowed(q, ranking), k
+            while pick is None and ranking and wider < len(self):  # all near persons vetoed: look further
+                wider = min(len(self), 4 * wider)
+                ranking = self._ranked(q[None], wider)[0]
+                pick = self._first_allowed(q, ranking)
+            out.append(Candidate(*pick) if pick is not None else Candidate(None, -1.0))
+        return out
+
+    def _ranked(self, emb: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """Per probe, the persons among its ``k`` nearest samples with their best score, best first."""
         assert self.index is not None
-        labels, dists = self.index.knn_query(emb, k=k)
+        try:
+            labels, dists = self.index.knn_query(emb, k=k)
+        except RuntimeError:  # hnswlib could not find k live entries (k near the size, deletions): exhaustively
+            ids = np.fromiter(self._labels_to_person, dtype=np.int64)
+            sims = emb @ np.asarray(self.index.get_items(ids.tolist()), dtype=np.float32).T
+            order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+            labels, dists = ids[order], 1.0 - np.take_along_axis(sims, order, axis=1)
         out = []
         for lab_row, dist_row in zip(labels, dists):
             best: dict[str, float] = {}
@@ -497,12 +686,62 @@ class Gallery:
                 person = self._labels_to_person.get(int(lab))
                 if person is not None:
                     best[person] = max(best.get(person, -1.0), 1.0 - float(d))
-            if not best:
-                out.append(Candidate(None, -1.0))
-                continue
-            person = max(best, key=best.__getitem__)
-            out.append(Candidate(person, best[person]))
+            out.append(sorted(best.items(), key=lambda item: -item[1]))
         return out
+
+    def _first_allowed(self, q: np.ndarray, ranking: list[tuple[str, float]]) -> tuple[str, float] | None:
+        """The best-ranked (person, score) that no negative sample vetoes for ``q``; None when all are vetoed."""
+        return next(((person, score) for person, score in ranking if not self._vetoed(person, q)), None)
+
+    def _vetoed(self, person: str, q: np.ndarray) -> bool:
+        """Nearest neighbour with negatives: ``q`` is not ``person`` when it is at least as similar (cosine, i.e.
+        inner product of unit vectors) to one of their negative samples as to their most similar sample.
+
+        The rejected face itself and its near-duplicates stop matching, while a good photo of the real person,
+        closer to what they were enrolled with, still does. Both sides are computed exactly here, in float64,
+        from the stored vectors (not from the approximate index), so the comparison is the same for every reader.
+        """
+        negatives = self._negatives.get(person)
+        if negatives is None or not len(negatives):
+            return False
+        positives = self._positives.get(person)
+        q64 = q.astype(np.float64)
+        best_negative = float(np.max(negatives.astype(np.float64) @ q64))
+        best_positive = float(np.max(positives.astype(np.float64) @ q64)) if positives is not None and len(positives) \
+            else -np.inf
+        return best_negative >= best_positive
+
+    def negatives(self, name: str) -> int:
+        """How many negative samples ``name`` has (0 in a gallery from before negatives). Unknown -> GalleryError."""
+        name = normalize_name(name)
+        with _sqlite_errors(self.path):
+            pid = self._person_id(name)
+            if not _has_table(self.db, "negatives"):
+                return 0
+            return int(self.db.execute("SELECT COUNT(*) FROM negatives WHERE person_id = ?", (pid,)).fetchone()[0])
+
+    def thumbnail(self, name: str) -> bytes | None:
+        """The JPEG face chip of ``name``, None when they have none. Unknown name -> GalleryError."""
+        name = normalize_name(name)
+        with _sqlite_errors(self.path):
+            pid = self._person_id(name)
+            if not _has_table(self.db, "thumbnails"):
+                return None
+            row = self.db.execute("SELECT jpeg FROM thumbnails WHERE person_id = ?", (pid,)).fetchone()
+        return bytes(row[0]) if row is not None else None
+
+    def person_info(self) -> list[dict[str, Any]]:
+        """One dict per person, sorted by name: ``name``, ``samples``, ``negatives``, ``has_thumbnail``."""
+        with _sqlite_errors(self.path):
+            negatives = ("(SELECT COUNT(*) FROM negatives n WHERE n.person_id = p.id)"
+                         if _has_table(self.db, "negatives") else "0")
+            thumbnail = ("EXISTS (SELECT 1 FROM thumbnails t WHERE t.person_id = p.id)"
+                         if _has_table(self.db, "thumbnails") else "0")
+            rows = self.db.execute(
+                f"SELECT p.name, (SELECT COUNT(*) FROM samples s WHERE s.person_id = p.id), {negatives}, {thumbnail} "
+                "FROM persons p ORDER BY p.name"
+            ).fetchall()
+        return [{"name": r[0], "samples": r[1], "negatives": r[2], "has_thumbnail": bool(r[3])} for r in rows]
 
     def close(self) -> None:
         self.db.close()
@@ -514,14 +753,34 @@ def _read_rows(db: sqlite3.Connection, db_path: Path, dim: int) -> tuple[np.ndar
         rows = db.execute(
             "SELECT s.id, p.name, s.embedding FROM samples s JOIN persons p ON p.id = s.person_id ORDER BY s.id"
         ).fetchall()
-    for sid, _name, blob in rows:
-        if not isinstance(blob, bytes) or len(blob) != 4 * dim:
-            size = len(blob) if isinstance(blob, (bytes, str)) else 0
-            raise GalleryError(f"{db_path}: damaged gallery database (sample {sid} holds a {size}-byte embedding, "
-                               f"expected {4 * dim})")
+    _check_blobs(rows, db_path, dim, "sample")
     labels = np.array([r[0] for r in rows], dtype=np.int64)
     vecs = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(-1, dim)
     return labels, vecs, {int(r[0]): r[1] for r in rows}
+
+
+def _read_negatives(db: sqlite3.Connection, db_path: Path, dim: int) -> dict[str, np.ndarray]:
+    """Each person's negative samples (``n x dim``) by name; {} for a gallery from before negatives existed."""
+    with _sqlite_errors(db_path):
+        if not _has_table(db, "negatives"):
+            return {}
+        rows = db.execute(
+            "SELECT n.id, p.name, n.embedding FROM negatives n JOIN persons p ON p.id = n.person_id ORDER BY n.id"
+        ).fetchall()
+    _check_blobs(rows, db_path, dim, "negative sample")
+    by_name: dict[str, list[bytes]] = {}
+    for _nid, name, blob in rows:
+        by_name.setdefault(name, []).append(blob)
+    return {n: np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, dim) for n, blobs in by_name.items()}
+
+
+def _check_blobs(rows: list[tuple[int, str, Any]], db_path: Path, dim: int, what: str) -> None:
+    """Every (id, name, embedding) row must hold ``dim`` float32 values; else ``GalleryError`` naming the row."""
+    for rid, _name, blob in rows:
+        if not isinstance(blob, bytes) or len(blob) != 4 * dim:
+            size = len(blob) if isinstance(blob, (bytes, str)) else 0
+            raise GalleryError(f"{db_path}: damaged gallery database ({what} {rid} holds a {size}-byte embedding, "
+                               f"expected {4 * dim})")
 
 
 def _load_index(path: Path, dim: int, n_rows: int) -> hnswlib.Index:
@@ -541,6 +800,8 @@ class GalleryHealth:
     integrity: str | None = None  # SQLite's PRAGMA integrity_check ("ok" or its findings), when it could run
     persons: int | None = None
     samples: int | None = None
+    negatives: int | None = None  # operator feedback; 0 in a gallery from before it (not a problem)
+    thumbnails: int | None = None
     generation: int | None = None
     dim: int | None = None
     index: str = "missing"  # consistent | inconsistent | damaged | stale | missing
@@ -593,6 +854,9 @@ def check(directory: str | Path) -> GalleryHealth:
         h.dim, h.generation = int(meta["dim"]), int(meta["generation"])
         h.persons = db.execute("SELECT COUNT(*) FROM persons").fetchone()[0]
         h.samples = db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+        h.negatives = sum(len(v) for v in _read_negatives(db, db_path, h.dim).values())
+        h.thumbnails = (db.execute("SELECT COUNT(*) FROM thumbnails").fetchone()[0]
+                        if _has_table(db, "thumbnails") else 0)
         labels, vecs, _ = _read_rows(db, db_path, h.dim)
         _check_index(h, d, labels, vecs)
     except GalleryError as exc:  # rows that cannot be read: the database, not the index, is at fault
