@@ -30,8 +30,7 @@ def create_app(cfg: Config) -> FastAPI:
             await app.state.broadcaster.stop()
             api.close()
 
-    app = FastAPI(title="facewatch", version="0.1.0", lifespan=lifespan, docs_url="/api/docs",
-                  openapi_url="/api/openapi.json", redoc_url=None,
+    app = FastAPI(title="facewatch", version="0.1.0", lifespan=lifespan, docs_url=None, openapi_url=None, redoc_url=None,
                   description="Real-time face recognition: cameras, events, gallery, recognition on demand, search by face.")
     app.state.api = api
     app.state.metrics = metrics

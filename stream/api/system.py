@@ -101,6 +101,19 @@ def threshold(request: Request) -> dict[str, Any]:
             "enrolled": len(g.persons()) if g is not None else 0, "source": m.threshold_source}
 
 
+@router.get("/api/openapi.json", include_in_schema=False)
+def openapi(request: Request) -> dict[str, Any]:
+    """The OpenAPI description, behind the token like every route (FastAPI's own would be public)."""
+    return request.app.openapi()
+
+
+@router.get("/api/docs", include_in_schema=False)
+def docs(request: Request) -> Response:
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    return get_swagger_ui_html(openapi_url="/api/openapi.json", title="facewatch API")
+
+
 @router.get("/metrics", summary="Prometheus metrics of this server", include_in_schema=True)
 def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,129 @@
+// Gallery page: the enrolled persons; enroll by upload with each file's own verdict; add samples; rename; remove.
+import {api, enc} from './api.js';
+import {clear, errText, fill, h, img, toast} from './dom.js';
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/** The per-file verdicts of an upload, from a 200 body or from the error details of a 422. */
+function verdicts(body) {
+  const list = h('ul', {class: 'verdicts'});
+  for (const r of (body && body.results) || []) {
+    list.append(h('li', {class: `verdict ${r.status}`, dataset: {file: r.file, status: r.status}},
+      h('span', {class: `tag ${r.status === 'enrolled' ? 'ok' : 'bad'}`}, r.status),
+      ' ', h('span', {class: 'file'}, r.file),
+      r.reason ? h('span', {class: 'reason muted'}, ` — ${r.reason}`) : null));
+  }
+  return list;
+}
+
+function uploadBody(e) {
+  // 422 when no file was enrolled: the per-file results are inside error.details (or the details themselves)
+  const d = e.details;
+  if (d && d.results) return d;
+  if (e.body && e.body.results) return e.body;
+  return null;
+}
+
+export function createGalleryPage() {
+  const name = h('input', {type: 'text', name: 'name', id: 'enroll-name', required: true, placeholder: 'Full name', autocomplete: 'off'});
+  const files = h('input', {type: 'file', name: 'files', id: 'enroll-files', accept: 'image/*', multiple: true, required: true});
+  const submit = h('button', {type: 'submit', class: 'primary'}, 'Enroll');
+  const result = h('div', {class: 'upload-result', id: 'enroll-result', 'aria-live': 'polite'});
+  const form = h('form', {class: 'enroll-form', id: 'enroll-form'},
+    h('label', null, 'Name', name),
+    h('label', null, 'Photos (one face each; several angles help)', files),
+    submit);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const fd = new FormData();
+    fd.append('name', name.value.trim());
+    for (const f of files.files) fd.append('files', f, f.name);
+    submit.disabled = true;
+    fill(result, h('p', {class: 'muted'}, `Uploading ${files.files.length} file(s)…`));
+    try {
+      const r = await api('/api/gallery', {method: 'POST', form: fd});
+      fill(result, h('p', {class: 'ok-text'}, `${r.person}: ${plural(r.samples, 'sample')} enrolled`), verdicts(r));
+      form.reset();
+      load();
+    } catch (err) {
+      const body = uploadBody(err);
+      fill(result, h('p', {class: 'error-text', role: 'alert'}, `Not enrolled: ${errText(err)}`), body ? verdicts(body) : null);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+
+  const persons = h('div', {class: 'persons', id: 'persons'});
+  const count = h('span', {class: 'count'});
+
+  function personCard(p) {
+    const msg = h('div', {class: 'person-msg', 'aria-live': 'polite'});
+    const more = h('input', {type: 'file', accept: 'image/*', multiple: true, hidden: true, class: 'add-files'});
+    more.addEventListener('change', async () => {
+      if (!more.files.length) return;
+      const fd = new FormData();
+      for (const f of more.files) fd.append('files', f, f.name);
+      fill(msg, h('p', {class: 'muted'}, 'Uploading…'));
+      try {
+        const r = await api(`/api/gallery/${enc(p.name)}/samples`, {method: 'POST', form: fd});
+        fill(msg, h('p', {class: 'ok-text'}, `${plural(r.samples, 'sample')} now`), verdicts(r));
+        samples.textContent = plural(r.samples, 'sample');
+      } catch (err) {
+        const body = uploadBody(err);
+        fill(msg, h('p', {class: 'error-text', role: 'alert'}, `Not added: ${errText(err)}`), body ? verdicts(body) : null);
+      }
+      more.value = '';
+    });
+    const samples = h('span', {class: 'samples'}, plural(p.samples, 'sample'));
+    return h('div', {class: 'person', dataset: {name: p.name}},
+      p.thumbnail_url ? img(p.thumbnail_url, {class: 'thumbnail', alt: 'thumbnail'}) : h('div', {class: 'noimg thumbnail'}, 'no thumbnail'),
+      h('div', {class: 'person-name'}, p.name),
+      h('div', {class: 'muted small'}, samples, ' · ', h('span', {class: 'negatives'}, plural(p.negatives, 'negative'))),
+      h('div', {class: 'btns'},
+        h('button', {type: 'button', class: 'small', onclick: () => more.click()}, 'Add photos'),
+        h('button', {type: 'button', class: 'small', onclick: () => rename(p, msg)}, 'Rename'),
+        h('button', {type: 'button', class: 'small danger', onclick: () => remove(p, msg)}, 'Remove')),
+      more, msg);
+  }
+
+  async function rename(p, msg) {
+    const to = prompt(`Rename ${p.name} to:`, p.name);
+    if (to === null || !to.trim() || to.trim() === p.name) return;
+    try {
+      const r = await api(`/api/gallery/${enc(p.name)}`, {method: 'PATCH', json: {name: to.trim()}});
+      toast(`Renamed ${p.name} to ${r.person}`, 'info');
+      load();
+    } catch (err) {
+      fill(msg, h('p', {class: 'error-text', role: 'alert'}, `Not renamed: ${errText(err)}`));
+    }
+  }
+
+  async function remove(p, msg) {
+    if (!confirm(`Remove ${p.name} and all ${p.samples} samples from the gallery? This cannot be undone.`)) return;
+    try {
+      const r = await api(`/api/gallery/${enc(p.name)}`, {method: 'DELETE'});
+      toast(`Removed ${r.removed} (${r.samples} samples)`, 'info');
+      load();
+    } catch (err) {
+      fill(msg, h('p', {class: 'error-text', role: 'alert'}, `Not removed: ${errText(err)}`));
+    }
+  }
+
+  async function load() {
+    try {
+      const r = await api('/api/gallery');
+      clear(persons);
+      count.textContent = `(${r.persons.length})`;
+      if (!r.persons.length) persons.append(h('p', {class: 'empty'}, 'Nobody is enrolled yet: add someone above.'));
+      for (const p of r.persons) persons.append(personCard(p));
+    } catch (e) {
+      fill(persons, h('p', {class: 'error-text'}, `Could not load the gallery: ${errText(e)}`));
+    }
+  }
+
+  const el = h('section', {class: 'page', id: 'page-gallery'},
+    h('div', {class: 'section-head'}, h('h2', null, 'Gallery ', count)),
+    h('div', {class: 'panel'}, h('h3', null, 'Enroll a person'), form, result),
+    persons);
+  return {el, show: load, hide() {}, stop() {}};
+}
