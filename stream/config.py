@@ -308,6 +308,13 @@ class Config(_Strict):
         own = next((c.unknown_min_face for c in self.cameras if c.name == camera), None)
         return self.unknown.min_face if own is None else own
 
+    def public_url(self) -> str | None:
+        """Base URL of the HTTP server for links in alerts (MQTT): ``api.public_url``, else the bind address when
+        ``run`` serves the API itself, else None (no links)."""
+        if self.api.public_url:
+            return self.api.public_url.rstrip("/")
+        return f"http://{self.api.host}:{self.api.port}" if self.api.enabled else None
+
     def group_threshold(self) -> float:
         """Similarity at which an unknown face is an earlier unknown visitor."""
         g = self.unknown.group_threshold

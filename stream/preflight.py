@@ -129,6 +129,15 @@ def run_problems(cfg: Config, *, allow_empty_gallery: bool = False) -> list[str]
     if cfg.metrics.enabled:
         out += port_problems(cfg.metrics.host, cfg.metrics.port, "metrics.port")
     out += writable_dir_problems(cfg.resolve(cfg.live.dir), "live.dir")
+    mqtt = cfg.alerts.sinks.mqtt
+    if mqtt is not None and mqtt.tls is not None:  # the broker itself may be down at start: the outbox waits for it
+        for name in ("ca_certs", "certfile", "keyfile"):
+            f = getattr(mqtt.tls, name)
+            problem = regular_file_problem(cfg.resolve(f)) if f is not None else None
+            if problem:
+                out.append(f"alerts.sinks.mqtt.tls.{name}: {f}: {problem}")
+    if mqtt is not None and mqtt.password_env and mqtt.password_env not in os.environ:
+        out.append(f"alerts.sinks.mqtt.password_env: the environment variable {mqtt.password_env} is not set")
     if cfg.api.enabled:
         out += api_problems(cfg)
     return out

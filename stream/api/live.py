@@ -48,6 +48,12 @@ class Broadcaster:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
 
+    def close_clients(self) -> None:
+        """Server shutdown: end every stream now (with a ``bye``), so no connection is left to be cancelled."""
+        for q in list(self.clients):
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(("bye", {}))
+
     def _publish(self, kind: str, data: dict) -> None:
         self.metrics.stream_events.labels(kind).inc()
         for q in list(self.clients):
@@ -99,7 +105,7 @@ class Broadcaster:
                     yield {"event": "ping", "data": "{}"}
                     continue
                 yield {"event": kind, "data": json.dumps(data)}
-                if kind == "overflow":
+                if kind in ("overflow", "bye"):
                     break
         finally:
             self.clients.discard(q)

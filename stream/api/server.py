@@ -21,6 +21,11 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, announce: bool) -> None:
         super().__init__(config)
         self.announce = announce
+        self.app = config.app
+
+    async def shutdown(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+        self.app.state.broadcaster.close_clients()  # live streams end cleanly instead of being cancelled
+        await super().shutdown(sockets=sockets)
 
     async def startup(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
         await super().startup(sockets=sockets)

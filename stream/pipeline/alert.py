@@ -1,7 +1,8 @@
 """Alert stage (live): alert rules and cooldown, snapshots, the event store first, then the sinks.
 
-Why the store first: a webhook that is down, a crash of this stage or a restart must never lose an alert. Each
-alert is stored with one outbox entry per sink (JSONL, webhook, ZeroMQ PUB) in one transaction; one
+Why the store first: a webhook or broker that is down, a crash of this stage or a restart must never lose an
+alert. Each alert is stored with one outbox entry per sink (JSONL, webhook, ZeroMQ PUB, MQTT) in one
+transaction; one
 ``DeliveryWorker`` thread per sink sends them (``stream.outputs.delivery``), so a dead receiver never delays this
 stage, another sink or the next alert. The console is the operator's terminal and is written directly. Recorded
 video goes to ``stream.scan`` instead, which collects its events in video time into a report.
@@ -15,6 +16,7 @@ from engines.image import sharpness
 from stream.outputs.console import ConsoleSink
 from stream.outputs.delivery import DeliveryWorker
 from stream.outputs.jsonl import JsonlSink
+from stream.outputs.mqtt import MqttPublisher
 from stream.outputs.webhook import WebhookSink
 from stream.outputs.zmq_pub import ZmqPubSink
 from stream.pipeline.decisions import AlertRules, Cooldown, UnknownGate
@@ -46,7 +48,12 @@ class AlertStage(Stage):
         self.index = EventIndex(self.store)  # groups unknown visitors; rebuilt from the store when missing
         self.snaps = Snapshots(self.cfg.resolve(a.snapshots))
         self.console = ConsoleSink(as_json=bool(spec.options.get("console_json"))) if a.sinks.console else None
+        self.mqtt: MqttPublisher | None = None
+        if a.sinks.mqtt is not None:  # alerts through the outbox; camera status and availability directly
+            self.mqtt = MqttPublisher(a.sinks.mqtt, [c.name for c in self.cfg.cameras if c.enabled], self.cfg.public_url())
+            self.mqtt.start()
         outbox = {"jsonl": JsonlSink(self.cfg.resolve(a.sinks.jsonl)) if a.sinks.jsonl else None,
+                  "mqtt": self.mqtt,
                   "webhook": WebhookSink(a.sinks.webhook) if a.sinks.webhook else None,
                   "zmq_pub": ZmqPubSink(self.ctx, a.sinks.zmq_pub) if a.sinks.zmq_pub else None}
         self.workers = [DeliveryWorker(self.store_path, name, sink, a.delivery) for name, sink in outbox.items() if sink]
@@ -67,6 +74,8 @@ class AlertStage(Stage):
     def on_status(self, m: CameraStatus) -> None:
         self.metrics.inc("status_events")
         self.store.add_status(m.camera, m.online, m.detail, m.ts_capture)
+        if self.mqtt is not None:
+            self.mqtt.status(m.camera, m.online, m.detail, m.ts_capture)
         if self.console:
             self.console.status(m.camera, m.online, m.detail)
 
@@ -129,6 +138,8 @@ class AlertStage(Stage):
             w.stop()
         for w in self.workers:
             w.join(timeout=5)
+        if self.mqtt is not None:  # after the workers: their last tries could still use it
+            self.mqtt.close()
         try:
             self.index.save()
         except OSError as exc:  # only a cache: the next start rebuilds it from the store

@@ -59,6 +59,11 @@ export function fmtTime(ts) {
   return new Date(ts * 1000).toLocaleString();
 }
 
+export function fmtDate(ts) {
+  if (ts === null || ts === undefined) return '—';
+  return new Date(ts * 1000).toLocaleDateString();
+}
+
 export function fmtClock(ts) {
   if (ts === null || ts === undefined) return '—';
   return new Date(ts * 1000).toLocaleTimeString();
@@ -77,6 +82,8 @@ export function fmtAgo(ts) {
 export function fmtNum(x, digits = 3) {
   return (x === null || x === undefined || Number.isNaN(x)) ? '—' : Number(x).toFixed(digits);
 }
+
+export const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /** The name shown for an event: the identity, else its visitor group. */
 export function who(ev) {

@@ -1,6 +1,6 @@
 // Events page: review with filters and paging, export, feedback (Is … / Not …), search by face, visitors.
 import {api, qs} from './api.js';
-import {clear, errText, fill, fmtAgo, fmtNum, fmtTime, h, img, lightbox, scoreView, toast, who} from './dom.js';
+import {clear, errText, fill, fmtAgo, fmtClock, fmtDate, fmtNum, fmtTime, h, img, lightbox, scoreView, toast, who} from './dom.js';
 import {bus} from './live.js';
 
 const PAGE_SIZES = [25, 50, 100];
@@ -119,12 +119,13 @@ export function createEventsPage() {
     }
     const simBtn = h('button', {type: 'button', class: 'small', onclick: () => similar(ev)}, 'Find similar');
     const frame = ev.frame_url
-      ? h('a', {href: ev.frame_url, class: 'frame-link', target: '_blank', rel: 'noopener',
+      ? h('a', {href: ev.frame_url, class: 'button small frame-link', target: '_blank', rel: 'noopener',
         onclick: (e) => { e.preventDefault(); lightbox(ev.frame_url, `${who(ev)} · ${ev.camera} · ${fmtTime(ev.ts_capture || ev.ts)}`); }}, 'Frame')
       : h('span', {class: 'muted'}, 'no frame');
     return h('tr', {dataset: {eventId: ev.id}, class: `kind-${ev.kind}`},
       h('td', null, img(ev.face_url, {class: 'chip small', alt: 'face'})),
-      h('td', {class: 'nowrap'}, fmtTime(ev.ts_capture || ev.ts), h('div', {class: 'muted small'}, `#${ev.id} · ${ev.source}`)),
+      h('td', {class: 'nowrap', title: fmtTime(ev.ts_capture || ev.ts)}, fmtClock(ev.ts_capture || ev.ts),
+        h('div', {class: 'muted small'}, `${fmtDate(ev.ts_capture || ev.ts)} · #${ev.id}${ev.source === 'scan' ? ' · scan' : ''}`)),
       h('td', {class: 'camera'}, ev.camera,
         ev.video_file ? h('div', {class: 'muted small'}, `${ev.video_file} @ ${fmtNum(ev.video_time, 1)} s`) : null),
       h('td', {class: 'who'}, h('span', {class: 'name'}, who(ev)), ' ', h('span', {class: `tag kind ${ev.kind}`}, ev.kind)),

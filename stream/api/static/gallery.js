@@ -1,8 +1,6 @@
 // Gallery page: the enrolled persons; enroll by upload with each file's own verdict; add samples; rename; remove.
 import {api, enc} from './api.js';
-import {clear, errText, fill, h, img, toast} from './dom.js';
-
-const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
+import {clear, errText, fill, h, img, plural, toast} from './dom.js';
 
 /** The per-file verdicts of an upload, from a 200 body or from the error details of a 422. */
 function verdicts(body) {

@@ -52,7 +52,7 @@ export function createLivePage() {
           ev.source === 'scan' && ev.video_file ? h('span', {class: 'muted'}, ` · ${ev.video_file} @ ${fmtNum(ev.video_time, 1)} s`) : null),
         scoreView(ev.score, ev.threshold),
         h('div', {class: 'alert-lat muted small'},
-          'latency ', h('span', {class: 'latency'}, ev.latency_ms === null || ev.latency_ms === undefined ? '—' : `${Math.round(ev.latency_ms)} ms`),
+          h('span', {title: 'capture to alert, in the pipeline'}, 'latency '), h('span', {class: 'latency'}, ev.latency_ms === null || ev.latency_ms === undefined ? '—' : `${Math.round(ev.latency_ms)} ms`),
           h('span', {class: 'e2e'}))),
       frame);
   }
@@ -75,7 +75,7 @@ export function createLivePage() {
         window.facewatchLatencies.push({id: ev.id, camera: ev.camera, ms});
         c.dataset.e2eMs = ms.toFixed(0);
         const e2e = c.querySelector('.e2e');
-        if (e2e) e2e.textContent = ` · on screen ${Math.round(ms)} ms after capture`;
+        if (e2e) e2e.textContent = ` · on screen ${Math.round(ms)} ms`;
       });
     } else {
       // history: keep the feed newest first (event ids grow with time)

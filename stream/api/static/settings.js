@@ -1,6 +1,6 @@
 // Status page: the match threshold and where it came from, readiness checks, the effective configuration.
 import {api} from './api.js';
-import {clear, errText, fill, fmtNum, h} from './dom.js';
+import {errText, fill, fmtNum, h, plural} from './dom.js';
 
 function fmtRate(x) {
   if (x === null || x === undefined) return '—';
@@ -21,11 +21,11 @@ export function createSettingsPage() {
       thr.append(
         h('div', {class: 'big', id: 'threshold-value'}, fmtNum(t.threshold, 4)),
         h('dl', {class: 'kv'},
-          h('dt', null, 'False accept rate'), h('dd', {id: 'threshold-far'}, fmtRate(t.far),
-            t.far_upper !== null && t.far_upper !== undefined ? h('span', {class: 'muted'}, ` (upper bound ${fmtRate(t.far_upper)})`) : null),
+          h('dt', null, 'False accept rate, target'), h('dd', {id: 'threshold-far'}, fmtRate(t.far)),
+          h('dt', null, 'measured, 95% upper bound'), h('dd', {id: 'threshold-far-upper'}, fmtRate(t.far_upper)),
           h('dt', null, 'Impostor pairs measured'), h('dd', null, t.impostors === null || t.impostors === undefined ? '—' : Number(t.impostors).toLocaleString()),
-          h('dt', null, 'Calibrated for a gallery of'), h('dd', {id: 'threshold-n'}, t.gallery_size === null || t.gallery_size === undefined ? '—' : `${t.gallery_size} persons`),
-          h('dt', null, 'Enrolled now'), h('dd', {id: 'threshold-enrolled'}, `${t.enrolled} persons`),
+          h('dt', null, 'Calibrated for a gallery of'), h('dd', {id: 'threshold-n'}, t.gallery_size === null || t.gallery_size === undefined ? '—' : plural(t.gallery_size, 'person')),
+          h('dt', null, 'Enrolled now'), h('dd', {id: 'threshold-enrolled'}, plural(t.enrolled, 'person')),
           h('dt', null, 'Source'), h('dd', {class: 'mono'}, t.source || '—')),
         grown
           ? h('p', {class: 'warn', id: 'threshold-warning', role: 'alert'},
