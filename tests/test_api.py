@@ -291,6 +291,18 @@ def test_bad_uploads_are_refused_with_one_clear_line(client, astronaut_bgr, tmp_
     m = err(client.post("/api/identify", files={"file": ("../../etc/x\x1b.jpg", b"nope")}), 415)
     assert m.startswith("x.jpg:")  # the client's name is echoed without directories or control characters
     err(client.post("/api/identify"), 400)  # no file at all
+    # a body over the whole limit is refused from its Content-Length, before anything is parsed or spooled
+    r = client.post("/api/identify", content=b"x" * (5 * 1024 * 1024), headers={"content-type": "multipart/form-data; boundary=b"})
+    assert "larger than" in err(r, 413, "too_large")
+
+    def chunks():  # a valid multipart file part with no Content-Length: cut off once the limit has arrived
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+        for _ in range(6):
+            yield b"y" * (1024 * 1024)
+        yield b"\r\n--b--\r\n"
+
+    r = client.post("/api/identify", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
+    err(r, 413, "too_large")
 
 
 # ----------------------------------------------------------------------------- gallery

@@ -40,6 +40,8 @@ def create_app(cfg: Config) -> FastAPI:
         app.include_router(module.router)
     app.include_router(system.public)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    mb = cfg.api.max_upload_mb * (cfg.api.max_files + 1)  # every file of an enrollment, plus the form around it
+    app.add_middleware(errors.BodyLimit, limit=int(mb * 1024 * 1024))
 
     # The UI shell is public (it holds no data; it asks for the token); everything it loads needs the token.
     if STATIC.is_dir():

@@ -75,3 +75,45 @@ class CatchAll:
             log.debug("traceback", exc_info=exc)
             if not started["yes"]:
                 await error_response(500, "internal", "internal error (the server log says more)")(scope, receive, send)
+
+
+class BodyLimit:
+    """Refuse a request body over ``limit`` bytes with 413 before it is parsed or spooled to disk: by its
+    Content-Length when given, else by counting what arrives. A chunked upload is cut off at the limit (the app
+    sees the body end there) and whatever the app answers to the truncated body is replaced by the 413."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = error_response(413, "too_large", f"request body larger than {self.limit // (1024 * 1024)} MB "
+                                                       "(api.max_upload_mb x api.max_files)")
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await too_large(scope, receive, send)
+            return
+        state = {"n": 0, "over": False, "answered": False}
+
+        async def counted() -> dict:
+            if state["over"]:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                state["n"] += len(message.get("body", b""))
+                if state["n"] > self.limit:
+                    state["over"] = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+            return message
+
+        async def guarded(message: dict) -> None:
+            if state["over"]:
+                if not state["answered"]:
+                    state["answered"] = True
+                    await too_large(scope, receive, send)
+                return
+            await send(message)
+
+        await self.app(scope, counted, guarded)

@@ -64,6 +64,13 @@ export function fmtDate(ts) {
   return new Date(ts * 1000).toLocaleDateString();
 }
 
+/** The time when it is today, else date and time. */
+export function fmtShort(ts) {
+  if (ts === null || ts === undefined) return '—';
+  const d = new Date(ts * 1000);
+  return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
+}
+
 export function fmtClock(ts) {
   if (ts === null || ts === undefined) return '—';
   return new Date(ts * 1000).toLocaleTimeString();

@@ -1,6 +1,6 @@
 // Events page: review with filters and paging, export, feedback (Is … / Not …), search by face, visitors.
 import {api, qs} from './api.js';
-import {clear, errText, fill, fmtAgo, fmtClock, fmtDate, fmtNum, fmtTime, h, img, lightbox, scoreView, toast, who} from './dom.js';
+import {clear, errText, fill, fmtAgo, fmtClock, fmtDate, fmtNum, fmtShort, fmtTime, h, img, lightbox, scoreView, toast, who} from './dom.js';
 import {bus} from './live.js';
 
 const PAGE_SIZES = [25, 50, 100];
@@ -183,7 +183,7 @@ export function createEventsPage() {
         img(ev.face_url, {class: 'chip small', alt: 'face'}),
         h('div', {class: 'result-info'},
           h('div', {class: 'who'}, who(ev)),
-          h('div', {class: 'muted small'}, `#${ev.id} · ${ev.camera} · ${fmtTime(ev.ts_capture || ev.ts)}`)),
+          h('div', {class: 'muted small', title: fmtTime(ev.ts_capture || ev.ts)}, `#${ev.id} · ${ev.camera} · ${fmtShort(ev.ts_capture || ev.ts)}`)),
         h('div', {class: 'similarity', title: 'cosine similarity'}, fmtNum(r.similarity)),
         ev.frame_url ? h('button', {type: 'button', class: 'small', onclick: () => lightbox(ev.frame_url, `${who(ev)} · ${ev.camera}`)}, 'Frame') : null));
     });
