@@ -165,7 +165,10 @@ def test_health_ready_threshold_openapi(client, world):
               "/api/identify", "/api/verify", "/api/gallery", "/api/gallery/{name}", "/api/cameras", "/api/stream",
               "/api/visitors", "/api/events/export", "/api/ready", "/api/config", "/metrics"):
         assert p in paths, p
-    assert client.get("/").status_code == 200 and "<html" in client.get("/").text.lower()
+    page = client.get("/")
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    assert "script-src 'self'" in page.headers["content-security-policy"] and page.headers["x-frame-options"] == "DENY"
+    assert client.get("/api/health").headers["x-content-type-options"] == "nosniff"
     m = client.get("/metrics").text
     assert 'facewatch_api_requests_total{route="/api/health",status="200"}' in m
 
