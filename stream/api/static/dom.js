@@ -8,6 +8,7 @@ export function h(tag, attrs, ...children) {
     if (v === null || v === undefined || v === false) continue;
     if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
     else if (k === 'class') el.className = v;
+    else if (k === 'style') Object.assign(el.style, v); // CSSOM, not a style attribute: the CSP allows no inline styles
     else if (k === 'dataset') Object.assign(el.dataset, v);
     else if (k === 'src' || k === 'href') el.setAttribute(k, safeUrl(v));
     else if (k === 'value' || k === 'checked' || k === 'disabled' || k === 'multiple' || k === 'hidden') el[k] = v;
@@ -102,11 +103,16 @@ export function who(ev) {
 /** Score against threshold as text plus a small bar with a threshold mark. */
 export function scoreView(score, threshold) {
   const pct = (x) => `${Math.max(0, Math.min(1, x)) * 100}%`;
+  if (score === null || score === undefined || score <= -1) {
+    // -1 is what the pipeline stores when there was no candidate at all (nobody enrolled, or vetoed)
+    return h('div', {class: 'score under', title: `no gallery candidate (threshold ${fmtNum(threshold)})`},
+      h('span', {class: 'score-text muted'}, 'no candidate'));
+  }
   const over = score >= threshold;
   return h('div', {class: 'score ' + (over ? 'over' : 'under'), title: `score ${fmtNum(score)} vs threshold ${fmtNum(threshold)}`},
     h('span', {class: 'score-text'}, fmtNum(score), h('span', {class: 'muted'}, over ? ' ≥ ' : ' < ', fmtNum(threshold))),
-    h('span', {class: 'bar'}, h('span', {class: 'fill', style: `width:${pct(score)}`}),
-      h('span', {class: 'mark', style: `left:${pct(threshold)}`})));
+    h('span', {class: 'bar'}, h('span', {class: 'fill', style: {width: pct(score)}}),
+      h('span', {class: 'mark', style: {left: pct(threshold)}})));
 }
 
 /** An <img> that says so when it cannot be loaded, instead of a broken-image icon. */

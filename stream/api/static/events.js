@@ -25,6 +25,8 @@ export function createEventsPage() {
     identityList: h('datalist', {id: 'f-identity-list'}),
     kind: h('select', {name: 'kind', id: 'f-kind'}, h('option', {value: ''}, 'any kind'),
       h('option', {value: 'watchlist'}, 'watchlist'), h('option', {value: 'unknown'}, 'unknown')),
+    source: h('select', {name: 'source', id: 'f-source'}, h('option', {value: ''}, 'live and scans'),
+      h('option', {value: 'live'}, 'live cameras'), h('option', {value: 'scan'}, 'scanned videos')),
     since: h('input', {name: 'since', id: 'f-since', type: 'datetime-local', step: 1}),
     until: h('input', {name: 'until', id: 'f-until', type: 'datetime-local', step: 1}),
     minScore: h('input', {name: 'min_score', id: 'f-min-score', type: 'number', step: '0.01', min: '-1', max: '1', placeholder: 'any'}),
@@ -37,6 +39,7 @@ export function createEventsPage() {
     h('label', null, 'Camera', f.camera),
     h('label', null, 'Person', f.identity, f.identityList),
     h('label', null, 'Kind', f.kind),
+    h('label', null, 'Source', f.source),
     h('label', null, 'From', f.since),
     h('label', null, 'To', f.until),
     h('label', null, 'Min score', f.minScore),
@@ -58,7 +61,7 @@ export function createEventsPage() {
   }
 
   function filters() {
-    return {camera: f.camera.value, identity: f.identity.value.trim(), kind: f.kind.value,
+    return {camera: f.camera.value, identity: f.identity.value.trim(), kind: f.kind.value, source: f.source.value,
       since: toEpoch(f.since.value), until: toEpoch(f.until.value), min_score: f.minScore.value,
       unknown_id: unknownId};
   }
@@ -134,13 +137,16 @@ export function createEventsPage() {
       h('td', {class: 'actions'}, h('div', {class: 'btns'}, frame, simBtn, isBtn, notBtn), msg));
   }
 
+  let loadSeq = 0; // only the latest request's answer is shown (an older one may come back later)
   async function load() {
+    const seq = ++loadSeq;
     const params = {...filters(), limit: f.limit.value, offset};
     csv.href = `/api/events/export${qs({format: 'csv', ...filters()})}`;
     json.href = `/api/events/export${qs({format: 'json', ...filters()})}`;
     summary.textContent = 'Loading…';
     try {
       const r = await api(`/api/events${qs(params)}`);
+      if (seq !== loadSeq) return;
       clear(tbody);
       if (!r.events.length) {
         tbody.append(h('tr', null, h('td', {colspan: 7, class: 'empty'}, r.total ? 'No events on this page.' : 'No events match these filters.')));
@@ -153,6 +159,7 @@ export function createEventsPage() {
       newCount = 0;
       newBadge.hidden = true;
     } catch (e) {
+      if (seq !== loadSeq) return;
       summary.textContent = '';
       fill(tbody, h('tr', null, h('td', {colspan: 7, class: 'error-text'}, `Could not load events: ${errText(e)}`)));
     }
@@ -189,8 +196,10 @@ export function createEventsPage() {
     });
   }
 
+  let searchSeq = 0;
   searchForm.addEventListener('submit', async (e) => {
     e.preventDefault();
+    const seq = ++searchSeq;
     if (!file.files.length) return;
     const fd = new FormData();
     fd.append('file', file.files[0]);
@@ -199,22 +208,27 @@ export function createEventsPage() {
     clear(results);
     try {
       const r = await api('/api/search', {method: 'POST', form: fd});
+      if (seq !== searchSeq) return;
       const face = r.face ? ` (face detected, score ${fmtNum(r.face.det_score, 2)})` : '';
       showResults(`Events like ${file.files[0].name}${face}, best first`, r.results);
     } catch (err) {
+      if (seq !== searchSeq) return;
       resultsHead.textContent = '';
       results.append(h('p', {class: 'error-text', role: 'alert'}, err.code === 'no_face' ? `No face found in that photo: ${err.message}` : `Search failed: ${errText(err)}`));
     }
   });
 
   async function similar(ev) {
+    const seq = ++searchSeq;
     resultsHead.textContent = `Searching events like #${ev.id}…`;
     clear(results);
     searchPanel.scrollIntoView({block: 'nearest'});
     try {
       const r = await api(`/api/events/${ev.id}/similar?limit=20`);
+      if (seq !== searchSeq) return;
       showResults(`Events like #${ev.id} (${who(ev)}, ${ev.camera}), best first`, r.results);
     } catch (err) {
+      if (seq !== searchSeq) return;
       resultsHead.textContent = '';
       results.append(h('p', {class: 'error-text', role: 'alert'}, `Search failed: ${errText(err)}`));
     }

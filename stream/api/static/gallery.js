@@ -107,14 +107,18 @@ export function createGalleryPage() {
     }
   }
 
+  let loadSeq = 0; // only the latest answer is shown: an older one would undo a change just made
   async function load() {
+    const seq = ++loadSeq;
     try {
       const r = await api('/api/gallery');
+      if (seq !== loadSeq) return;
       clear(persons);
       count.textContent = `(${r.persons.length})`;
       if (!r.persons.length) persons.append(h('p', {class: 'empty'}, 'Nobody is enrolled yet: add someone above.'));
       for (const p of r.persons) persons.append(personCard(p));
     } catch (e) {
+      if (seq !== loadSeq) return;
       fill(persons, h('p', {class: 'error-text'}, `Could not load the gallery: ${errText(e)}`));
     }
   }

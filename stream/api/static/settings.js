@@ -22,7 +22,7 @@ export function createSettingsPage() {
         h('div', {class: 'big', id: 'threshold-value'}, fmtNum(t.threshold, 4)),
         h('dl', {class: 'kv'},
           h('dt', null, 'False accept rate, target'), h('dd', {id: 'threshold-far'}, fmtRate(t.far)),
-          h('dt', null, 'measured, 95% upper bound'), h('dd', {id: 'threshold-far-upper'}, fmtRate(t.far_upper)),
+          h('dt', null, 'Measured FAR, 95% upper bound'), h('dd', {id: 'threshold-far-upper'}, fmtRate(t.far_upper)),
           h('dt', null, 'Impostor pairs measured'), h('dd', null, t.impostors === null || t.impostors === undefined ? '—' : Number(t.impostors).toLocaleString()),
           h('dt', null, 'Calibrated for a gallery of'), h('dd', {id: 'threshold-n'}, t.gallery_size === null || t.gallery_size === undefined ? '—' : plural(t.gallery_size, 'person')),
           h('dt', null, 'Enrolled now'), h('dd', {id: 'threshold-enrolled'}, plural(t.enrolled, 'person')),
