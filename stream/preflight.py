@@ -22,10 +22,12 @@ from stream.store.events import EventStore
 from stream.store.gallery import Gallery, GalleryError
 
 
-def gallery_problems(directory: Path, field: str, *, empty_ok: bool) -> list[str]:
+def gallery_problems(directory: Path, field: str, *, empty_ok: bool, missing_ok: bool = False) -> list[str]:
     """The gallery exists, opens (its index is rebuilt in memory when missing or stale) and, unless
     ``empty_ok``, holds at least one person."""
     if not directory.exists():
+        if missing_ok:  # run alerting on unknown faces: the match stage opens the gallery once someone is enrolled
+            return writable_dir_problems(directory.parent, field)
         return [f"{field}: no gallery at {directory} (enroll someone first: facewatch gallery enroll NAME PHOTO...)"]
     try:
         gal = Gallery(directory, readonly=True)
@@ -113,7 +115,8 @@ def run_problems(cfg: Config, *, allow_empty_gallery: bool = False) -> list[str]
     for i, cam in cams:
         out += camera_problems(i, cam)
     unknown_only = all(c.alert_on in ("unknown", "both") for _, c in cams)
-    out += gallery_problems(cfg.resolve(cfg.matching.gallery), "matching.gallery", empty_ok=allow_empty_gallery or unknown_only)
+    out += gallery_problems(cfg.resolve(cfg.matching.gallery), "matching.gallery", empty_ok=allow_empty_gallery or unknown_only,
+                            missing_ok=allow_empty_gallery or unknown_only)
     out += writable_dir_problems(cfg.data_dir, "data_dir")
     out += writable_dir_problems(cfg.resolve(cfg.alerts.snapshots), "alerts.snapshots")
     out += event_store_problems(cfg.resolve(cfg.alerts.store), "alerts.store")

@@ -53,4 +53,4 @@ def _identify(api: ApiState, image: np.ndarray) -> dict[str, Any]:
         out.append({"box": [round(float(v), 1) for v in f.box], "det_score": round(f.det_score, 4),
                     "identity": c.accepted(thr) if c is not None else None, "score": score,
                     "candidates": [{"identity": c.identity, "score": score}] if c is not None and c.identity else []})
-    return {"faces": out, "threshold": thr, "gallery_size": len(g.persons()) if g is not None else 0}
+    return {"faces": out, "threshold": thr, "enrolled": len(g.persons()) if g is not None else 0}
