@@ -199,8 +199,10 @@ def measure(browser, work: Path, n_cams: int, args: argparse.Namespace, clips: l
         page = ctx.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto("/#/live")
-        page.wait_for_function("document.getElementById('stream-indicator').textContent.includes('LIVE')", timeout=30_000)
-        page.wait_for_function("window.facewatchLatencies && window.facewatchLatencies.length > 0", timeout=180_000,
+        # functions, not expressions: the page's CSP (script-src 'self') forbids eval, which Playwright uses for those
+        page.wait_for_function("() => document.getElementById('stream-indicator').textContent.includes('LIVE')",
+                               timeout=30_000)
+        page.wait_for_function("() => window.facewatchLatencies && window.facewatchLatencies.length > 0", timeout=180_000,
                                polling=500)
         page.wait_for_timeout(args.warmup * 1000)
         load0 = os.getloadavg()[0]
@@ -209,8 +211,8 @@ def measure(browser, work: Path, n_cams: int, args: argparse.Namespace, clips: l
         t1 = time.time()
         load1 = os.getloadavg()[0]
         page.wait_for_timeout(args.grace * 1000)  # events captured before t1 still on their way
-        shown = {x["id"]: x["ms"] for x in page.evaluate("window.facewatchLatencies")}
-        received = {x["id"]: x["ms"] for x in page.evaluate("window.__fwReceived")}
+        shown = {x["id"]: x["ms"] for x in page.evaluate("() => window.facewatchLatencies")}
+        received = {x["id"]: x["ms"] for x in page.evaluate("() => window.__fwReceived")}
         events = stored_events(url, t0, t1)
     finally:
         if ctx is not None:
@@ -226,7 +228,9 @@ def measure(browser, work: Path, n_cams: int, args: argparse.Namespace, clips: l
     added = [shown[e["id"]] - e["latency_ms"] for e in events if e["id"] in shown]
     to_page = [received[e["id"]] - e["latency_ms"] for e in events if e["id"] in received]
     render = [shown[e["id"]] - received[e["id"]] for e in events if e["id"] in shown and e["id"] in received]
-    return {"cameras": n_cams, "fps": args.fps, "stored": len(events), "shown": len(on_screen),
+    slowest = sorted(((shown.get(e["id"], float("nan")), e["latency_ms"], e["camera"]) for e in events),
+                     key=lambda x: -x[1])[:3]
+    return {"cameras": n_cams, "fps": args.fps, "stored": len(events), "shown": len(on_screen), "slowest": slowest,
             "per_cam": {c: sum(1 for e in events if e["camera"] == c) for c in sorted({e["camera"] for e in events})},
             "pipe": pipe, "screen": on_screen, "recv": recv, "added": added, "to_page": to_page, "render": render,
             "load": (load0, load1), "errors": errors}
@@ -287,7 +291,9 @@ def main() -> None:
                     rows.append(r)
                     print(f"  {n} camera(s): {r['stored']} alerts stored {r['per_cam']}, {r['shown']} shown in the page, "
                           f"load average {r['load'][0]:.1f} -> {r['load'][1]:.1f}"
-                          + (f", page errors: {r['errors']}" if r["errors"] else ""), flush=True)
+                          + (f", page errors: {r['errors']}" if r["errors"] else "")
+                          + "; slowest by the pipeline (pipeline / on screen ms): "
+                          + ", ".join(f"{pl:.0f} / {sc:.0f} ({cam})" for sc, pl, cam in r["slowest"]), flush=True)
             finally:
                 browser.close()
 
