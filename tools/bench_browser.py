@@ -20,7 +20,7 @@ A benchmark, not a test: it prints a markdown table. For each configuration (1 a
 clock and the pipeline's agree. The pipeline's own figure is each event's stored ``latency_ms`` (capture ->
 alert decided, stamped just before the snapshots are written and the event is stored), for the same events.
 Only events captured inside the measured window count (after the first alert in the page and ``--warmup``
-seconds); the page is given a few seconds after the window for the last ones to arrive. Run (about 3.5
+seconds); the page is given a few seconds after the window for the last ones to arrive. Run (about 3
 minutes with the defaults)::
 
     python tools/bench_browser.py [--seconds 60] [--cameras 1,4] [--fps 5] [--threads 0] [--cycle 3]
