@@ -7,6 +7,8 @@ of it looks up in the engine cache.
 """
 from __future__ import annotations
 
+import os
+
 from engines.analyzer import FaceAnalyzer
 from engines.detector import Detector
 from engines.embedder import Embedder
@@ -17,10 +19,21 @@ from stream.config import Config
 DETECT_OPT_BATCH = 4  # TensorRT tunes for this many frames per batch (a few cameras at once)
 
 
-def engine_choice(cfg: Config, *, shared_cpu: bool = True, rebuild: bool = False, engine: str | None = None) -> EngineChoice:
-    """``shared_cpu``: other busy processes share the cores (the pipeline), so idle ONNX Runtime threads must not spin."""
+def live_threads(cfg: Config) -> int:
+    """ONNX Runtime threads per model in a live pipeline: ``engines.threads``, or when that is 0 (automatic) half
+    the cores, at least one. Why not all cores: detect and embed run side by side with capture's decoding, the
+    alert stage, the HTTP server and whoever watches it; on 2 cores, two models with 2 threads each made single
+    alerts take 0.4-0.9 s instead of ~0.15 s (tools/bench_browser.py). Recorded video and photos keep all cores:
+    throughput is what counts there."""
+    return cfg.engines.threads or max(1, (os.cpu_count() or 2) // 2)
+
+
+def engine_choice(cfg: Config, *, shared_cpu: bool = True, rebuild: bool = False, engine: str | None = None,
+                  live: bool = False) -> EngineChoice:
+    """``shared_cpu``: other busy processes share the cores (the pipeline), so idle ONNX Runtime threads must not spin.
+    ``live``: a live pipeline stage (see ``live_threads``)."""
     e = cfg.engines
-    return EngineChoice(engine=engine or e.engine, threads=e.threads, precision=e.precision,
+    return EngineChoice(engine=engine or e.engine, threads=live_threads(cfg) if live else e.threads, precision=e.precision,
                         detector_input=tuple(e.detector_input), shared_cpu=shared_cpu, rebuild=rebuild)
 
 

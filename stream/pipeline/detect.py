@@ -36,7 +36,7 @@ class DetectStage(Stage):
 
     def __init__(self, spec: StageSpec) -> None:
         super().__init__(spec)
-        self.detector = pipeline_detector(self.cfg)
+        self.detector = pipeline_detector(self.cfg, live=self.live)
         self.tracker = IouTracker(max_age_s=self.cfg.tracking.max_gap_s)
         self.scenes = SceneCuts(self.cfg.tracking.cut_threshold, self.cfg.tracking.max_gap_s)
         self.cameras = max(1, len([c for c in self.cfg.cameras if c.enabled]))

@@ -27,7 +27,7 @@ class EmbedStage(Stage):
 
     def __init__(self, spec: StageSpec) -> None:
         super().__init__(spec)
-        self.embedder = pipeline_embedder(self.cfg)
+        self.embedder = pipeline_embedder(self.cfg, live=self.live)
         self.budget = EmbeddingBudget(self.cfg.matching.max_embeddings_per_track, forget_s=TRACK_FORGET_S)
         self.inp = self.pull(spec.endpoints["faces"])
         self.out = self.push(spec.endpoints["embeddings"])

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 CREATE INDEX IF NOT EXISTS events_unknown ON events(unknown_id);
+CREATE INDEX IF NOT EXISTS events_capture ON events(ts_capture, id);
 CREATE TABLE IF NOT EXISTS deliveries (
     event_id INTEGER NOT NULL REFERENCES events(id),
     sink TEXT NOT NULL,                     -- webhook | jsonl | zmq_pub
