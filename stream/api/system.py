@@ -2,6 +2,7 @@
 and the login that sets the token cookie for the web UI."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -14,6 +15,7 @@ from stream.api.state import ApiState
 from stream.pipeline.capture import redact
 from stream.store.events import EventStoreError
 from stream.store.gallery import GalleryError
+from stream.store.live import STALE_AFTER_S
 
 public = APIRouter(prefix="/api", tags=["session"])
 router = APIRouter(tags=["system"], dependencies=[Depends(require_token)])
@@ -65,8 +67,13 @@ def ready(request: Request, response: Response) -> dict[str, Any]:
         checks["gallery"] = "ok" if g is not None else f"no gallery at {api.gallery_dir} (enroll someone first)"
     except (GalleryError, OSError) as exc:
         checks["gallery"] = str(exc)
-    cams, written = api.live.read_cameras()
-    checks["pipeline"] = "ok" if written is not None else "no live state (is facewatch run running?)"
+    _, written = api.live.read_cameras()
+    if written is None:
+        checks["pipeline"] = "no live state (is facewatch run running?)"
+    elif time.time() - written > STALE_AFTER_S:
+        checks["pipeline"] = f"live state is {time.time() - written:.0f} s old (is facewatch run still running?)"
+    else:
+        checks["pipeline"] = "ok"
     ok = checks["event_store"] == "ok" and checks["gallery"] == "ok"
     response.status_code = 200 if ok else 503
     return {"ready": ok, "checks": checks}
