@@ -152,7 +152,7 @@ class MqttConfig(_Strict):
     host: str = Field("127.0.0.1", description="broker host")
     port: int = Field(1883, ge=1, le=65535, description="broker port (8883 is usual with TLS)")
     prefix: str = Field("facewatch", min_length=1, pattern=r"^[^#+\x00]+$", description="topic prefix (no MQTT wildcards)")
-    client_id: str | None = Field(None, description="MQTT client id; null = facewatch-<hostname>")
+    client_id: str | None = Field(None, description="MQTT client id; null = facewatch-<hostname>-<pid> (unique per process)")
     username: str | None = Field(None, description="broker user name")
     password_env: str | None = Field(None, description="name of the env var holding the broker password (never the password itself)")
     tls: MqttTlsConfig | None = Field(None, description="{ca_certs, certfile, keyfile, insecure}, or null for plain TCP")
@@ -162,7 +162,7 @@ class MqttConfig(_Strict):
     reconnect_min_s: float = Field(1.0, gt=0, description="first reconnect delay; doubles up to reconnect_max_s")
     reconnect_max_s: float = Field(60.0, gt=0, description="longest delay between reconnect attempts")
     discovery: bool = Field(False, description="publish Home Assistant MQTT discovery: one sensor per camera with the last identity seen")
-    discovery_prefix: str = Field("homeassistant", min_length=1, description="Home Assistant discovery prefix")
+    discovery_prefix: str = Field("homeassistant", min_length=1, pattern=r"^[^#+\x00]+$", description="Home Assistant discovery prefix (no MQTT wildcards)")
 
 
 class SinksConfig(_Strict):

@@ -22,6 +22,29 @@ from stream.store.gallery import DB_FILE, Gallery
 from stream.store.live import LiveDir
 
 
+class FairLock:
+    """A lock taken in arrival order. ``threading.Lock`` is not fair: under load one identify request could lose
+    the race for the models several times in a row (p99 of several turns); a ticket queue bounds the wait to the
+    requests that arrived before it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next = 0  # next ticket to hand out
+        self._serving = 0  # ticket allowed in now
+
+    def __enter__(self) -> "FairLock":
+        with self._cond:
+            ticket = self._next
+            self._next += 1
+            self._cond.wait_for(lambda: self._serving == ticket)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
+
+
 class ApiState:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -34,7 +57,8 @@ class ApiState:
         self._index: EventIndex | None = None
         self._index_lock = threading.Lock()
         self._analyzer: FaceAnalyzer | None = None
-        self.analyzer_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self.analyzer_lock = FairLock()
         self.gallery_lock = threading.Lock()
 
     # ------------------------------------------------------------------ event store
@@ -55,7 +79,7 @@ class ApiState:
 
     # ------------------------------------------------------------------ models
     def analyzer(self) -> FaceAnalyzer:
-        with self.analyzer_lock:
+        with self._load_lock:
             if self._analyzer is None:
                 self._analyzer = photo_analyzer(self.cfg)
             return self._analyzer

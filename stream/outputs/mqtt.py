@@ -68,7 +68,9 @@ class MqttPublisher:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.prefix = cfg.prefix
         self.where = f"{cfg.host}:{cfg.port}"
-        self.client_id = cfg.client_id or f"facewatch-{socket.gethostname()}"
+        # per process by default: two facewatch processes on one host (run + a second run, a test) must not
+        # knock each other off the broker; nothing depends on a stable id, the outbox keeps what is owed
+        self.client_id = cfg.client_id or f"facewatch-{socket.gethostname()}-{os.getpid()}"
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._closed = False
