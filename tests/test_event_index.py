@@ -85,6 +85,20 @@ def test_persisted_owner_only_and_rebuilt_when_missing_corrupt_or_stale(store):
     assert len(EventIndex(store)) == 51
 
 
+def test_a_long_rebuild_reports_progress_between_chunks(store, monkeypatch):
+    import stream.store.event_index as ei
+
+    monkeypatch.setattr(ei, "CHUNK", 100)
+    rng = np.random.default_rng(4)
+    vecs = unit(rng, 450)
+    ids = [add(store, v) for v in vecs]
+    beats: list[int] = []
+    ix = EventIndex(store, on_progress=lambda: beats.append(1))
+    assert len(beats) == 5 and len(ix) == 450 and ix.search(vecs[420], k=1)[0][0] == ids[420]
+    add(store, unit(rng)[0])
+    assert ix.sync() == 1 and len(beats) == 5  # a small sync does not report
+
+
 def test_visitor_ids_group_the_same_unknown_face(store):
     rng = np.random.default_rng(3)
     a, b = unit(rng, 2)

@@ -1,6 +1,7 @@
 """The FastAPI application: routers, the error shape, the token, metrics, the live-stream poller, the web UI."""
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
@@ -53,10 +54,13 @@ def create_app(cfg: Config) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.broadcaster.start()
+        # the event index (search by face) may need building from a large store: start now, in the background
+        warm = asyncio.get_running_loop().run_in_executor(None, api.index)
         try:
             yield
         finally:
             await app.state.broadcaster.stop()
+            await warm  # never close the stores under a build
             api.close()
 
     app = FastAPI(title="facewatch", version="0.1.0", lifespan=lifespan, docs_url=None, openapi_url=None, redoc_url=None,

@@ -45,7 +45,7 @@ class AlertStage(Stage):
         self.inp = self.pull(spec.endpoints["decisions"])
         self.store_path = self.cfg.resolve(a.store)
         self.store = EventStore(self.store_path)
-        self.index = EventIndex(self.store)  # groups unknown visitors; rebuilt from the store when missing
+        self.index = EventIndex(self.store, on_progress=lambda: self.beat(force=True))  # groups unknown visitors; rebuilt from the store when missing
         self.snaps = Snapshots(self.cfg.resolve(a.snapshots))
         self.console = ConsoleSink(as_json=bool(spec.options.get("console_json"))) if a.sinks.console else None
         self.mqtt: MqttPublisher | None = None

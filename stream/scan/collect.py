@@ -36,7 +36,7 @@ class CollectStage(Stage):
         self.store: EventStore | None = None
         if spec.options.get("store"):
             self.store = EventStore(cfg.resolve(cfg.alerts.store))
-            self.index = EventIndex(self.store)
+            self.index = EventIndex(self.store, on_progress=lambda: self.beat(force=True))
             self.snaps = Snapshots(cfg.resolve(cfg.alerts.snapshots))
 
     def loop_once(self) -> None:
