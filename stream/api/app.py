@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
@@ -60,7 +61,10 @@ def create_app(cfg: Config) -> FastAPI:
             yield
         finally:
             await app.state.broadcaster.stop()
-            await warm  # never close the stores under a build
+            try:
+                await warm  # never close the stores under a build
+            except Exception as exc:  # noqa: BLE001 - searches report it themselves; shutdown goes on
+                logging.getLogger(__name__).warning("event index not built: %s", exc)
             api.close()
 
     app = FastAPI(title="facewatch", version="0.1.0", lifespan=lifespan, docs_url=None, openapi_url=None, redoc_url=None,
