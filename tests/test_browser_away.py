@@ -37,6 +37,7 @@ def test_an_alert_stored_while_the_page_was_cut_off_is_shown_after_it_reconnects
     store_alert(store, "Before Outage")
     serve = Proc(["-c", str(cfg), "serve"], tmp_path / "serve1.log")
     url = serve.wait_serving(60)
+    assert url == f"http://127.0.0.1:{port}"  # nothing configured: loopback only
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM))
         try:
