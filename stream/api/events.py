@@ -107,8 +107,7 @@ def frame(event_id: int, request: Request) -> FileResponse:
 
 def similar_events(api: ApiState, embedding: np.ndarray, limit: int, exclude: int | None = None) -> list[dict[str, Any]]:
     hits = api.index().search(embedding, k=limit, exclude=exclude)
-    evs, _ = api.store().query(EventFilter(ids=tuple(i for i, _ in hits)), limit=len(hits) or 1)
-    by_id = {e.id: e for e in evs}
+    by_id = api.store().by_ids(i for i, _ in hits)
     return [{"event": event_json(by_id[i]), "similarity": round(s, 4)} for i, s in hits if i in by_id]
 
 
@@ -116,10 +115,7 @@ def similar_events(api: ApiState, embedding: np.ndarray, limit: int, exclude: in
 def similar(event_id: int, request: Request, limit: int = Query(20, ge=1, le=200)) -> dict[str, Any]:
     api = api_of(request)
     get_event(api, event_id)
-    emb = api.store().embedding(event_id)
-    if emb is None:
-        raise ApiError(409, f"event {event_id} has no stored face embedding (stored by an older version)", code="conflict")
-    return {"results": similar_events(api, emb, limit, exclude=event_id)}
+    return {"results": similar_events(api, _embedding(api, event_id), limit, exclude=event_id)}
 
 
 @router.post("/search", summary="Search past events by a face photo (its largest face), best first")
@@ -139,8 +135,7 @@ async def search(request: Request, file: UploadFile = File(...), limit: int = Fo
 def visitors(request: Request, limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
     api = api_of(request)
     vs = api.store().visitors(limit)
-    evs, _ = api.store().query(EventFilter(ids=tuple(v.latest_event_id for v in vs)), limit=len(vs) or 1)
-    by_id = {e.id: e for e in evs}
+    by_id = api.store().by_ids(v.latest_event_id for v in vs)
     return {"visitors": [{"unknown_id": v.unknown_id, "count": v.count, "first_ts": v.first_ts, "last_ts": v.last_ts,
                           "cameras": v.cameras, "event": event_json(by_id[v.latest_event_id])}
                          for v in vs if v.latest_event_id in by_id]}
@@ -158,6 +153,20 @@ def _chip_jpeg(api: ApiState, e: Event) -> bytes | None:
     return data if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None else None
 
 
+def _subject(api: ApiState, event_id: int, identity: str | None, unnamed: str) -> tuple[Event, str, np.ndarray]:
+    """(the event, the normalised name the verdict is about, the event's face) or the ApiError that says why not;
+    ``unnamed``: the message when neither the request nor the event names anyone."""
+    e = get_event(api, event_id)
+    who = identity or e.identity
+    if not who:
+        raise ApiError(400, f"identity: {unnamed}")
+    emb = _embedding(api, event_id)
+    try:
+        return e, normalize_name(who), emb
+    except GalleryError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
 def _embedding(api: ApiState, event_id: int) -> np.ndarray:
     emb = api.store().embedding(event_id)
     if emb is None:
@@ -168,13 +177,8 @@ def _embedding(api: ApiState, event_id: int) -> np.ndarray:
 @router.post("/events/{event_id}/confirm", summary="This event's face is the given person: enroll it as a sample")
 def confirm(event_id: int, body: Verdict, request: Request) -> dict[str, Any]:
     api = api_of(request)
-    e = get_event(api, event_id)
-    who = body.identity or e.identity
-    if not who:
-        raise ApiError(400, "identity: say who this is")
-    emb = _embedding(api, event_id)
+    e, name, emb = _subject(api, event_id, body.identity, "say who this is")
     try:
-        name = normalize_name(who)
         with api.gallery_writer() as g:
             g.enroll(name, emb[None, :], sources=[f"event:{event_id}"], thumbnail=_chip_jpeg(api, e))
             samples = dict(g.persons()).get(name, 0)
@@ -187,13 +191,8 @@ def confirm(event_id: int, body: Verdict, request: Request) -> dict[str, Any]:
 @router.post("/events/{event_id}/reject", summary="This event's face is NOT the given person: a negative sample")
 def reject(event_id: int, body: Verdict, request: Request) -> dict[str, Any]:
     api = api_of(request)
-    e = get_event(api, event_id)
-    who = body.identity or e.identity
-    if not who:
-        raise ApiError(400, "identity: this event matched no one; say who it is not")
-    emb = _embedding(api, event_id)
+    _, who, emb = _subject(api, event_id, body.identity, "this event matched no one; say who it is not")
     try:
-        who = normalize_name(who)
         with api.gallery_writer() as g:
             known = {p for p, _ in g.persons()}
             if who not in known:

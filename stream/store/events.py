@@ -90,7 +90,6 @@ class EventFilter:
     since: float | None = None
     until: float | None = None
     min_score: float | None = None
-    ids: tuple[int, ...] | None = None
 
     def where(self) -> tuple[str, list]:
         conds, args = [], []
@@ -103,9 +102,6 @@ class EventFilter:
             if v is not None:
                 conds.append(f"{col} {op} ?")
                 args.append(v)
-        if self.ids is not None:
-            conds.append(f"id IN ({', '.join('?' for _ in self.ids)})" if self.ids else "0")
-            args.extend(self.ids)
         return (" WHERE " + " AND ".join(conds)) if conds else "", args
 
 
@@ -269,6 +265,16 @@ class EventStore:
         if row is None:
             raise UnknownEventError(f"{self.path}: no event with id {event_id}")
         return self._event(row).model_copy(update={"deliveries": states})
+
+    def by_ids(self, ids: Iterable[int]) -> dict[int, Event]:
+        """The events with these ids (those that exist), by id: search results and visitors name events by id."""
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return {}
+        with self._guard():
+            rows = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM events WHERE id IN ({', '.join('?' for _ in ids)})",
+                                   ids).fetchall()
+        return {e.id: e for e in map(self._event, rows)}
 
     def after(self, event_id: int, limit: int = 1000) -> list[Event]:
         """Events stored after ``event_id``, oldest first: what a live view has not shown yet."""
