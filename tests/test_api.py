@@ -483,6 +483,12 @@ def test_serve_bad_inputs(tmp_path):
         res = subprocess.run(FACEWATCH + ["-c", str(cfg), "serve", "--port", str(port)], cwd=REPO, capture_output=True,
                              text=True, timeout=60)
     assert res.returncode == 2 and "api.port" in res.stderr and "Traceback" not in res.stderr
+    res = subprocess.run(FACEWATCH + ["-c", str(cfg), "serve", "--json", "--host", "0.0.0.0", "--port", str(free_port())],
+                         cwd=REPO, capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in os.environ.items() if k != "FACEWATCH_API_TOKEN"})
+    out = json.loads(res.stdout)  # --json: the refusal is one JSON object on stdout
+    assert res.returncode == 2 and out["exit_status"] == 2 and out["error"]["code"] == "preflight"
+    assert any("api.host" in p for p in out["error"]["problems"]) and "Traceback" not in res.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"api": {"port": 70000}}))
     res = subprocess.run(FACEWATCH + ["-c", str(bad), "serve"], cwd=REPO, capture_output=True, text=True, timeout=60)
