@@ -7,8 +7,7 @@ import cv2
 import numpy as np
 
 from engines.detections import Detections
-from engines.detector import Detector
-from engines.embedder import EMBEDDING_DIM, Embedder
+from engines.face_model import FaceDetector, FaceEmbedder, face_crops
 from engines.image import to_bgr
 
 
@@ -17,7 +16,8 @@ class AnalyzedFace:
     box: np.ndarray  # x1, y1, x2, y2
     det_score: float
     landmarks: np.ndarray  # [5, 2]
-    embedding: np.ndarray  # [128], L2-normalised
+    embedding: np.ndarray  # [D], L2-normalised
+    crop: np.ndarray | None = None  # the canonical face crop (BGR), what the gallery keeps for reembed
 
 
 def largest_face(faces: list[AnalyzedFace]) -> AnalyzedFace:
@@ -26,17 +26,17 @@ def largest_face(faces: list[AnalyzedFace]) -> AnalyzedFace:
 
 
 class FaceAnalyzer:
-    """Owns one ``Detector`` and one ``Embedder`` (built from the config by ``stream.loaders.photo_analyzer``)."""
+    """Owns one ``FaceDetector`` and one ``FaceEmbedder`` (built from the config by ``stream.loaders.photo_analyzer``).
 
-    def __init__(self, detector: Detector, embedder: Embedder) -> None:
+    Photos go the pipeline's way: detect, cut the canonical crop, let the embedder cut its chip from that, so a
+    photo and a camera frame of the same face give the same vector."""
+
+    def __init__(self, detector: FaceDetector, embedder: FaceEmbedder) -> None:
         self.detector = detector
         self.embedder = embedder
 
     def embed_faces(self, image: np.ndarray, faces: Detections) -> np.ndarray:
-        if len(faces) == 0:
-            return np.zeros((0, EMBEDDING_DIM), np.float32)
-        chips = np.stack([self.embedder.align(image, lm) for lm in faces.landmarks])
-        return self.embedder.embed(chips)
+        return self.embedder.embed_crops(face_crops(image, faces.landmarks))
 
     def analyze(self, image: np.ndarray, *, pad_retry: bool = True) -> list[AnalyzedFace]:
         """All faces in ``image`` (best detection score first) with their embeddings.
@@ -53,7 +53,7 @@ class FaceAnalyzer:
             faces = self.detector.detect(padded)
             offset = np.array([px, py], dtype=np.float32)
             faces = Detections(faces.boxes - np.tile(offset, 2), faces.scores, faces.landmarks - offset)
-        emb = self.embed_faces(image, faces)
-        return [
-            AnalyzedFace(faces.boxes[i], float(faces.scores[i]), faces.landmarks[i], emb[i]) for i in range(len(faces))
-        ]
+        crops = face_crops(image, faces.landmarks)
+        emb = self.embedder.embed_crops(crops)
+        return [AnalyzedFace(faces.boxes[i], float(faces.scores[i]), faces.landmarks[i], emb[i], crops[i])
+                for i in range(len(faces))]

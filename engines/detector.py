@@ -12,6 +12,7 @@ import numpy as np
 
 from engines.backends.base import InferenceBackend
 from engines.detections import Detections
+from engines.face_model import Capabilities, FaceDetector
 from engines.image import to_bgr
 
 MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
@@ -35,12 +36,14 @@ def priors(height: int, width: int) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-class Detector:
+class Detector(FaceDetector):
     """RetinaFace on any backend. ``max_side`` downscales very large images before detection.
 
     The thresholds have no defaults here on purpose: the config (``stream.config.DetectorConfig``) is their
     one source, so the CLI, the pipeline and the benchmarks cannot disagree.
     """
+
+    name = "retinaface"
 
     def __init__(
         self,
@@ -63,6 +66,7 @@ class Detector:
         # 59.7 ms/frame at batch 4 vs 40.6 ms alone, cache-bound), so ONNX Runtime gets one image per call;
         # a GPU engine gets the whole batch.
         self.run_batch = run_batch if run_batch is not None else (1 if backend.name == "onnxruntime" else 1 << 30)
+        self.capabilities = Capabilities(prefers_batching=self.run_batch > 1, fixed_input=fixed_input)
 
     def _geometry(self, h: int, w: int) -> tuple[float, int, int]:
         """Scale to apply and the padded network input size for an h x w image."""
@@ -89,9 +93,6 @@ class Detector:
             padded.append(cv2.copyMakeBorder(img, 0, ph - sh, 0, pw - sw, cv2.BORDER_CONSTANT, value=MEAN_BGR.tolist()))
         # OpenCV's blob maker does the float conversion, mean subtraction and NCHW layout in one C++ pass.
         return cv2.dnn.blobFromImages(padded, 1.0, (pw, ph), MEAN_BGR.tolist(), swapRB=False, crop=False), scale
-
-    def detect(self, image: np.ndarray) -> Detections:
-        return self.detect_batch([image])[0]
 
     def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
         """Detect faces in a batch of same-size images."""

@@ -10,6 +10,7 @@ import numpy as np
 
 from engines.align import warp_chip
 from engines.backends.base import InferenceBackend
+from engines.face_model import Capabilities, FaceEmbedder
 from engines.image import to_bgr
 
 CHIP_SIZE = 150  # dlib's chip: the converter and the TensorRT profile read it from here
@@ -19,19 +20,28 @@ TEMPLATE = np.array(
 )
 
 
-class Embedder:
-    """Batch embedding of aligned chips. Chips are RGB uint8 ``[N, 150, 150, 3]``."""
+class Embedder(FaceEmbedder):
+    """dlib ResNet v1 on any backend. Chips are RGB uint8 ``[N, 150, 150, 3]``."""
+
+    name = "dlib_resnet_v1"
+    dim = EMBEDDING_DIM
+    chip_size = CHIP_SIZE
+    template = TEMPLATE
 
     def __init__(self, backend: InferenceBackend, *, max_batch: int = 32) -> None:
         self.backend = backend
         self.input_name = next(iter(backend.input_shapes))
         self.max_batch = max_batch
+        self.capabilities = Capabilities(prefers_batching=backend.name != "onnxruntime")
 
     @staticmethod
     def align(image_bgr: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """One RGB chip for the face whose 5 landmarks (image pixels) are given."""
+        """One RGB chip straight from a frame (the converter parity test and the TensorRT test use it)."""
         chip = warp_chip(to_bgr(image_bgr), landmarks, TEMPLATE, CHIP_SIZE)
         return chip[:, :, ::-1]
+
+    def embed_chips(self, chips: np.ndarray) -> np.ndarray:
+        return self.embed(chips)
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
         """L2-normalised float32 embeddings ``[N, 128]`` for RGB chips ``[N, 150, 150, 3]``."""

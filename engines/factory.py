@@ -14,7 +14,10 @@ from engines.backends.engine_cache import EngineProfile, profile_for
 from engines.backends.registry import create_backend
 from engines.detector import Detector
 from engines.embedder import CHIP_SIZE, Embedder
+from engines.face_model import FaceEmbedder
+from engines.fusion import FusedEmbedder
 from engines.model_store import DETECTOR_FILE, EMBEDDER_FILE, ModelStore
+from engines.profiles import profile
 
 
 @dataclass
@@ -42,8 +45,9 @@ def detector_profile(max_batch: int, opt_batch: int, detector_input: tuple[int, 
     return profile_for("detector", max_batch=max_batch, opt_batch=min(opt_batch, max_batch), input_hw=tuple(detector_input))
 
 
-def embedder_profile(max_batch: int, opt_batch: int | None = None) -> EngineProfile:
-    return profile_for("embedder", max_batch=max_batch, opt_batch=opt_batch, input_hw=(CHIP_SIZE, CHIP_SIZE))
+def embedder_profile(max_batch: int, opt_batch: int | None = None, chip_size: int = CHIP_SIZE,
+                     model: str = "embedder") -> EngineProfile:
+    return profile_for(model, max_batch=max_batch, opt_batch=opt_batch, input_hw=(chip_size, chip_size))
 
 
 def load_detector(store: ModelStore, choice: EngineChoice, params: DetectorParams, *, max_batch: int,
@@ -57,8 +61,34 @@ def load_detector(store: ModelStore, choice: EngineChoice, params: DetectorParam
                     max_side=params.max_side, fixed_input=fixed, run_batch=max_batch if fixed else None)
 
 
-def load_embedder(store: ModelStore, choice: EngineChoice, *, max_batch: int) -> Embedder:
-    trt = {"precision": choice.precision, "rebuild": choice.rebuild, "profile": embedder_profile(max_batch)}
-    backend = create_backend(store.path(EMBEDDER_FILE), choice.engine, threads=choice.threads,
+EMBEDDER_MODELS = ("dlib_resnet_v1", "facenet_keras_128")
+
+
+def embedder_class(model: str) -> tuple[type[FaceEmbedder], str]:
+    """An embedder model's class and model file, by ``FaceEmbedder.name``; FaceNet is imported only when asked for."""
+    if model == Embedder.name:
+        return Embedder, EMBEDDER_FILE
+    if model == "facenet_keras_128":
+        from engines.facenet import FACENET_FILE, FaceNetEmbedder
+
+        return FaceNetEmbedder, FACENET_FILE
+    raise ValueError(f"unknown embedder model {model!r}; known: {', '.join(EMBEDDER_MODELS)}")
+
+
+def load_model_embedder(store: ModelStore, choice: EngineChoice, model: str, *, max_batch: int) -> FaceEmbedder:
+    """One embedder model (``FaceEmbedder.name``) on the chosen backend."""
+    cls, file = embedder_class(model)
+    trt = {"precision": choice.precision, "rebuild": choice.rebuild,
+           "profile": embedder_profile(max_batch, chip_size=cls.chip_size,
+                                       model="embedder" if cls is Embedder else model)}
+    backend = create_backend(store.path(file), choice.engine, threads=choice.threads,
                              shared_cpu=choice.shared_cpu, trt_options=trt)
-    return Embedder(backend, max_batch=max_batch)
+    return cls(backend, max_batch=max_batch)
+
+
+def load_embedder(store: ModelStore, choice: EngineChoice, *, max_batch: int, profile_name: str = "fast") -> FusedEmbedder:
+    """The recognition profile's embedder: its members on the chosen backend, fused with the profile's weights
+    (a one-member profile is that member with the profile id as its ``model_id``)."""
+    prof = profile(profile_name)
+    members = [load_model_embedder(store, choice, m.model, max_batch=max_batch) for m in prof.members]
+    return FusedEmbedder(members, prof.weights, prof.id)

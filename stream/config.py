@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from engines.backends.base import BackendName
+from engines.profiles import ProfileName, profile
 
 
 class ConfigError(ValueError):
@@ -52,22 +53,65 @@ class QualityConfig(_Strict):
     min_sharpness: float = Field(15.0, ge=0, description="variance of the Laplacian of the aligned chip (blur)")
 
 
+class Calibration(_Strict):
+    """One calibration: the thresholds, the promise they keep, what backs it, and what it was calibrated for.
+
+    Written whole by ``facewatch calibrate --write``. A threshold belongs to one recognition profile (the
+    embedders and fusion weights that make the vectors, ``embedder``) and to one decision rule: a record for
+    another profile is refused when the config is loaded, never used.
+    """
+
+    profile: ProfileName = Field(..., description="recognition profile the thresholds were calibrated for (fast | accurate)")
+    embedder: str = Field(..., min_length=1, description="profile id of the vectors the thresholds were calibrated on (engines/profiles.py); must match recognition.profile's")
+    threshold: float = Field(..., ge=-1, le=1, description="one photo against one enrolled sample (verify, identify, the votes rule): score at or above which it is that person")
+    track_threshold: float | None = Field(None, ge=-1, le=1, description="the track rule: cosine of a track's quality-weighted mean embedding with a person's template at or above which the track is that person; null = not calibrated (the track rule is then refused)")
+    far: float = Field(..., gt=0, lt=1, description="the claim: false-accept rate per comparison (photos) and per track pass (track rule)")
+    far_upper: float | None = Field(None, ge=0, le=1, description="upper end of the exact 95% interval of the per-photo-pair FAR measured at threshold")
+    impostors: int | None = Field(None, ge=0, description="impostor photo pairs threshold was calibrated on")
+    track_far_upper: float | None = Field(None, ge=0, le=1, description="upper end of the exact 95% interval of the pass FAR measured at track_threshold")
+    track_impostors: int | None = Field(None, ge=0, description="impostor passes track_threshold was calibrated on")
+    gallery_size: int = Field(10, ge=1, description="watchlist size N the thresholds are meant for (FPIR is measured at this N)")
+    data: str = Field("", description="how the thresholds were obtained: command, data, measured rates")
+
+
 class MatchingConfig(_Strict):
-    """1:N matching against the gallery and the per-track vote."""
+    """1:N matching against the gallery and the per-track decision."""
 
     gallery: Path = Field(Path("gallery"), description="gallery directory (SQLite + HNSW index)")
-    threshold: float = Field(0.9508, ge=-1, le=1, description="cosine similarity (dlib ResNet v1, 128-d) at or above which a face is the enrolled identity; see threshold_source and README Accuracy")
-    threshold_far: float | None = Field(0.001, gt=0, lt=1, description="the claim: per-comparison false-accept rate the threshold is meant to keep (facewatch calibrate --target-far); eval verify/identify check it")
-    threshold_far_upper: float | None = Field(2.10163e-05, ge=0, le=1, description="upper end of the exact 95% interval of the FAR measured at the threshold on the calibration data (<= threshold_far when the data backs the claim)")
-    threshold_impostors: int | None = Field(1869191, ge=0, description="impostor (different-person) pairs the threshold was calibrated on; a claim of FAR f needs >= ~3/f of them")
-    threshold_source: str = Field(
-        "facewatch calibrate --root wild_dev/ids --within-families --target-far 0.001 (33 identities, 2339 photos, 1869191 impostor pairs): FAR 0.001 at 95% confidence; 0.9508 = 0.9378 (FAR bound 0.9303, raised for FPIR at N=10) + margin 0.013; measured FAR 0.0014% (95% upper 0.0021%), FPIR at N=10 0.04% (95% upper 0.28%), TAR 31.1%",
-        description="how the threshold was obtained (written by facewatch calibrate --write)")
-    gallery_size: int = Field(10, ge=1, description="watchlist size (identities) the threshold is meant for: calibrate checks FPIR at this N and eval reports it; calibrate --gallery-size writes it")
+    calibration: Calibration | None = Field(None, description="the thresholds and their promise (facewatch calibrate --write); null = the shipped calibration of recognition.profile (README Accuracy)")
     top_k: int = Field(20, ge=1, le=1000, description="nearest samples fetched from HNSW, then aggregated per identity (best score)")
-    votes: int = Field(2, ge=1, description="matching embeddings of a track needed before an identity alert (one lucky frame is not enough)")
+    votes: int = Field(2, ge=1, description="rule votes: matching embeddings of a track needed before an identity alert; rule track: embeddings a track needs before it is decided")
     max_embeddings_per_track: int = Field(5, ge=1, le=100, description="best-quality chips embedded per track")
     reload_interval_s: float = Field(2.0, gt=0, description="how often the match stage checks the gallery for changes")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_threshold(cls, data: Any) -> Any:
+        """Configs from before calibration records set ``threshold`` & co. flat in ``matching``: those were dlib
+        thresholds for single comparisons, so they become a ``fast`` record without a track threshold."""
+        if not isinstance(data, dict) or not any(k in data for k in LEGACY_KEYS):
+            return data
+        data = dict(data)
+        if "calibration" in data:
+            raise ValueError(f"matching: give either calibration or the old {', '.join(k for k in LEGACY_KEYS if k in data)}, not both")
+        old = {k: data.pop(k) for k in LEGACY_KEYS if k in data}
+        if "threshold" not in old:
+            raise ValueError(f"matching: {', '.join(old)} without threshold; write a calibration record (facewatch calibrate --write)")
+        data["calibration"] = {"profile": "fast", "embedder": profile("fast").id, "threshold": old["threshold"],
+                               "far": old.get("threshold_far") or 0.001, "far_upper": old.get("threshold_far_upper"),
+                               "impostors": old.get("threshold_impostors"), "gallery_size": old.get("gallery_size", 10),
+                               "data": old.get("threshold_source", "matching.threshold (a config from before calibration records)")}
+        return data
+
+
+LEGACY_KEYS = ("threshold", "threshold_far", "threshold_far_upper", "threshold_impostors", "threshold_source", "gallery_size")
+
+
+class RecognitionConfig(_Strict):
+    """Which embedders make a face's vector, and which rule decides a track (README Accuracy)."""
+
+    profile: ProfileName = Field("fast", description="fast = dlib ResNet; accurate = FaceNet 128-d fused with dlib (needs facewatch models prepare --profile accurate)")
+    rule: Literal["track", "votes"] = Field("track", description="track = a track's quality-weighted mean embedding against each person's template, with its own calibrated threshold; votes = matching.votes single comparisons at the per-photo threshold")
 
 
 class CameraConfig(_Strict):
@@ -190,7 +234,7 @@ class UnknownConfig(_Strict):
 
     min_face: int = Field(80, ge=0, description="px, min(width, height) of the face box an unknown-face alert needs (small faces flood and recognise poorly)")
     min_sharpness: float = Field(40.0, ge=0, description="variance of the Laplacian of the face chip an unknown-face alert needs (blur)")
-    group_threshold: float | None = Field(None, ge=-1, le=1, description="cosine similarity at which an unknown face is the same visitor as an earlier unknown event; null = matching.threshold")
+    group_threshold: float | None = Field(None, ge=-1, le=1, description="cosine similarity at which an unknown face is the same visitor as an earlier unknown event; null = the per-photo threshold of the calibration in force")
 
 
 class ApiConfig(_Strict):
@@ -273,6 +317,7 @@ class Config(_Strict):
     engines: EngineConfig = Field(default_factory=EngineConfig, description="inference backends")
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="face detector")
     quality: QualityConfig = Field(default_factory=QualityConfig, description="quality gate")
+    recognition: RecognitionConfig = Field(default_factory=RecognitionConfig, description="recognition profile and decision rule")
     matching: MatchingConfig = Field(default_factory=MatchingConfig, description="1:N matching")
     cameras: list[CameraConfig] = Field(default_factory=list, description="live cameras; see config/example.yaml")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="face tracks")
@@ -293,6 +338,44 @@ class Config(_Strict):
         if dup:
             raise ValueError(f"camera names must be unique: {sorted(dup)}")
         return self
+
+    @model_validator(mode="after")
+    def _calibration_fits(self) -> "Config":
+        c = self.matching.calibration
+        if c is not None:
+            want = profile(self.recognition.profile).id
+            if c.profile != self.recognition.profile:
+                raise ValueError(f"matching.calibration: calibrated for profile {c.profile!r}, recognition.profile is "
+                                 f"{self.recognition.profile!r}: its thresholds do not apply; run facewatch calibrate --write "
+                                 "for this profile (or remove matching.calibration to use the shipped one)")
+            if c.embedder != want:
+                raise ValueError(f"matching.calibration: calibrated on vectors of {c.embedder!r}, this version makes "
+                                 f"{want!r}: recalibrate (facewatch calibrate --write)")
+        return self
+
+    @property
+    def calibration(self) -> Calibration:
+        """The thresholds in force: ``matching.calibration``, else the shipped one of ``recognition.profile``."""
+        c = self.matching.calibration
+        return c if c is not None else SHIPPED_CALIBRATIONS[self.recognition.profile]
+
+    @property
+    def embedder_id(self) -> str:
+        """Profile id of the vectors this configuration makes (recorded in galleries and calibrations)."""
+        return profile(self.recognition.profile).id
+
+    @property
+    def embedding_dim(self) -> int:
+        return profile(self.recognition.profile).dim
+
+    def gallery_args(self) -> dict[str, Any]:
+        """What ``Gallery`` needs to refuse a gallery of another embedder: ``Gallery(d, **cfg.gallery_args())``."""
+        return {"embedder": self.embedder_id, "dim": self.embedding_dim}
+
+    @property
+    def threshold(self) -> float:
+        """Per-comparison threshold (photos, the votes rule)."""
+        return self.calibration.threshold
 
     def resolve(self, path: Path) -> Path:
         """Relative paths in the config are relative to ``data_dir``."""
@@ -318,7 +401,7 @@ class Config(_Strict):
     def group_threshold(self) -> float:
         """Similarity at which an unknown face is an earlier unknown visitor."""
         g = self.unknown.group_threshold
-        return self.matching.threshold if g is None else g
+        return self.threshold if g is None else g
 
 
 def _read_yaml(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
@@ -394,3 +477,13 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if cfg.home is not None:
         os.environ.setdefault("FACEWATCH_HOME", str(cfg.home))
     return cfg
+
+
+#: The calibration each profile ships with (README Accuracy says how each was obtained); a user's
+#: ``matching.calibration`` (facewatch calibrate --write) replaces it.
+SHIPPED_CALIBRATIONS: dict[str, Calibration] = {
+    "fast": Calibration(
+        profile="fast", embedder=profile("fast").id, threshold=0.9508, track_threshold=0.9686, far=0.001,
+        far_upper=2.10163e-05, impostors=1869191, gallery_size=10,
+        data="facewatch calibrate --root wild_dev/ids --within-families --target-far 0.001 (33 identities, 2339 photos, 1869191 impostor pairs): FAR 0.001 at 95% confidence; 0.9508 = 0.9378 (FAR bound 0.9303, raised for FPIR at N=10) + margin 0.013; measured FAR 0.0014% (95% upper 0.0021%), FPIR at N=10 0.04% (95% upper 0.28%), TAR 31.1%"),
+}

@@ -50,7 +50,8 @@ def run_demo(base: Config, analyzer: FaceAnalyzer, work: Path, timeout_s: float,
     faces = analyzer.analyze(head)
     if not faces:
         raise DemoError("demo: the enrollment photo gave no face")
-    Gallery(cfg.resolve(cfg.matching.gallery)).enroll(DEMO_IDENTITY, np.stack([faces[0].embedding]), ["skimage astronaut"])
+    Gallery(cfg.resolve(cfg.matching.gallery), **cfg.gallery_args()).enroll(
+        DEMO_IDENTITY, np.stack([faces[0].embedding]), ["skimage astronaut"], crops=[faces[0].crop])
     store_path = cfg.resolve(cfg.alerts.store)
     say("demo: live pipeline started (capture -> detect -> embed -> match -> alert); waiting for an alert")
 

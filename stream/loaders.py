@@ -11,7 +11,7 @@ import os
 
 from engines.analyzer import FaceAnalyzer
 from engines.detector import Detector
-from engines.embedder import Embedder
+from engines.fusion import FusedEmbedder
 from engines.factory import DetectorParams, EngineChoice, load_detector, load_embedder
 from engines.model_store import ModelStore
 from stream.config import Config
@@ -48,8 +48,10 @@ def pipeline_detector(cfg: Config, **choice) -> Detector:
                          max_batch=bc.max_batch, opt_batch=min(bc.max_batch, DETECT_OPT_BATCH))
 
 
-def pipeline_embedder(cfg: Config, **choice) -> Embedder:
-    return load_embedder(ModelStore(cfg.home), engine_choice(cfg, **choice), max_batch=cfg.embed_batch.max_batch)
+def pipeline_embedder(cfg: Config, **choice) -> FusedEmbedder:
+    """The embedder of ``recognition.profile`` (its ``model_id`` is what galleries and calibrations record)."""
+    return load_embedder(ModelStore(cfg.home), engine_choice(cfg, **choice), max_batch=cfg.embed_batch.max_batch,
+                         profile_name=cfg.recognition.profile)
 
 
 def photo_analyzer(cfg: Config, *, threads: int | None = None) -> FaceAnalyzer:

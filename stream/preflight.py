@@ -22,7 +22,8 @@ from stream.store.events import EventStore
 from stream.store.gallery import Gallery, GalleryError
 
 
-def gallery_problems(directory: Path, field: str, *, empty_ok: bool, missing_ok: bool = False) -> list[str]:
+def gallery_problems(directory: Path, field: str, *, empty_ok: bool, missing_ok: bool = False,
+                     gallery_args: dict | None = None) -> list[str]:
     """The gallery exists, opens (its index is rebuilt in memory when missing or stale) and, unless
     ``empty_ok``, holds at least one person."""
     if not directory.exists():
@@ -30,7 +31,7 @@ def gallery_problems(directory: Path, field: str, *, empty_ok: bool, missing_ok:
             return writable_dir_problems(directory.parent, field)
         return [f"{field}: no gallery at {directory} (enroll someone first: facewatch gallery enroll NAME PHOTO...)"]
     try:
-        gal = Gallery(directory, readonly=True)
+        gal = Gallery(directory, readonly=True, **(gallery_args or {}))
     except (GalleryError, sqlite3.Error, OSError) as exc:
         return [f"{field}: {exc}"]
     try:
@@ -39,6 +40,14 @@ def gallery_problems(directory: Path, field: str, *, empty_ok: bool, missing_ok:
                     "(enroll someone, alert on unknown faces, or pass --allow-empty-gallery)"]
     finally:
         gal.close()
+    return []
+
+
+def rule_problems(cfg: Config) -> list[str]:
+    """The track rule needs a threshold calibrated for it: a per-photo threshold would break its promise."""
+    if cfg.recognition.rule == "track" and cfg.calibration.track_threshold is None:
+        return ["matching.calibration: no track_threshold (calibrated before track decisions); run facewatch calibrate "
+                "--write, or set recognition.rule: votes"]
     return []
 
 
@@ -116,7 +125,8 @@ def run_problems(cfg: Config, *, allow_empty_gallery: bool = False) -> list[str]
         out += camera_problems(i, cam)
     unknown_only = all(c.alert_on in ("unknown", "both") for _, c in cams)
     out += gallery_problems(cfg.resolve(cfg.matching.gallery), "matching.gallery", empty_ok=allow_empty_gallery or unknown_only,
-                            missing_ok=allow_empty_gallery or unknown_only)
+                            missing_ok=allow_empty_gallery or unknown_only, gallery_args=cfg.gallery_args())
+    out += rule_problems(cfg)
     out += writable_dir_problems(cfg.data_dir, "data_dir")
     out += writable_dir_problems(cfg.resolve(cfg.alerts.snapshots), "alerts.snapshots")
     out += event_store_problems(cfg.resolve(cfg.alerts.store), "alerts.store")
@@ -174,4 +184,5 @@ def api_problems(cfg: Config, host: str | None = None, port: int | None = None) 
 def gallery_only_problems(cfg: Config, gallery: Path, *, allow_empty_gallery: bool = False) -> list[str]:
     """What ``scan`` and ``identify`` need before they start: a usable gallery."""
     unknown_only = bool(cfg.cameras) and all(c.alert_on in ("unknown", "both") for c in cfg.cameras)
-    return gallery_problems(gallery, "gallery", empty_ok=allow_empty_gallery or unknown_only)
+    return gallery_problems(gallery, "gallery", empty_ok=allow_empty_gallery or unknown_only,
+                            gallery_args=cfg.gallery_args())

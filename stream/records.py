@@ -43,13 +43,18 @@ class Event(_Record):
     unknown_id: int | None = Field(None, description="visitor group of an unknown face: the same id for repeat visits")
     feedback: Feedback | None = Field(None, description="operator feedback: confirmed (is feedback_identity) or rejected (is not)")
     feedback_identity: str | None = Field(None, description="the identity the feedback is about")
+    rule: str | None = Field(None, description="how the track was decided: mean-of-track-vs-template (its score is the "
+                             "track's mean embedding against the person's template) or votes (best single comparison)")
+    chips_used: int | None = Field(None, description="embeddings of the track the decision rests on")
+    embedder: str | None = Field(None, description="profile id of the vectors that decided it (engines/profiles.py)")
     deliveries: dict[str, DeliveryState] | None = Field(
         None, description="sink -> delivery state, filled by the event store; None = not looked up")
 
     #: What sinks send: no delivery bookkeeping, no images (``events --json`` adds ``deliveries``).
     PUBLIC_FIELDS: ClassVar[tuple[str, ...]] = (
         "id", "ts", "ts_capture", "camera", "kind", "identity", "score", "threshold", "track_id", "latency_ms", "box",
-        "chip_path", "frame_path", "source", "video_file", "video_time", "unknown_id", "feedback", "feedback_identity")
+        "chip_path", "frame_path", "source", "video_file", "video_time", "unknown_id", "feedback", "feedback_identity", "rule", "chips_used",
+        "embedder")
 
     def public(self) -> dict:
         return self.model_dump(include=set(self.PUBLIC_FIELDS))

@@ -106,7 +106,7 @@ def world(tmp_path_factory, analyzer, astronaut_bgr):
     face = analyzer.analyze(var)[0]
     store = EventStore(d / "events.sqlite")
     snaps = Snapshots(d / "snapshots")
-    chip = analyzer.embedder.align(var, face.landmarks)
+    chip = face.crop
     rng = np.random.default_rng(7)
     stranger = rng.normal(size=128).astype(np.float32)
     stranger /= np.linalg.norm(stranger)
@@ -221,7 +221,7 @@ def test_snapshots_are_served_only_from_the_snapshot_directory(client, world):
     eid = world["ids"]["watchlist:door"][0]
     r = client.get(f"/api/events/{eid}/face.jpg")
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
-    assert cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (150, 150)
+    assert cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (256, 256)
     assert client.get(f"/api/events/{eid}/frame.jpg").status_code == 200
     bad = world["ids"]["outside"][0]
     err(client.get(f"/api/events/{bad}/face.jpg"), 404)  # stored path is /etc/passwd

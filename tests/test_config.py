@@ -27,7 +27,7 @@ def test_readme_config_table_is_current():
     assert README_START in readme and README_END in readme
     assert readme_with_table(readme) == readme, "README's configuration table is stale: run python tools/gen_config_docs.py"
     table = reference_table()
-    for key in ("detector.nms_threshold", "matching.threshold", "cameras[].alert_on", "alerts.sinks.webhook.url"):
+    for key in ("detector.nms_threshold", "matching.calibration.track_threshold", "recognition.profile", "cameras[].alert_on", "alerts.sinks.webhook.url"):
         assert f"| `{key}` |" in table
 
 
@@ -53,7 +53,7 @@ def test_defaults_need_no_file(tmp_path, monkeypatch):
     """A wheel has no config/ directory: loading with no file must give the model's defaults."""
     monkeypatch.chdir(tmp_path)
     cfg = load_config()
-    assert cfg.matching.threshold == Config().matching.threshold and cfg.detector.nms_threshold == 0.4
+    assert cfg.threshold == Config().threshold and cfg.calibration.profile == "fast" and cfg.detector.nms_threshold == 0.4
 
 
 def test_one_list_of_endpoints():

@@ -22,7 +22,7 @@ def test_parity_with_dlib(analyzer, astronaut_bgr, shared_images):
     model = dlib.face_recognition_model_v1(str(dlib_dat_path()))
     chips = _chips(analyzer, [astronaut_bgr] + shared_images)
     assert len(chips) >= 5
-    raw = analyzer.embedder.backend.run({"chip": chips.transpose(0, 3, 1, 2).astype(np.float32)})[0]
+    raw = analyzer.embedder.members[0].backend.run({"chip": chips.transpose(0, 3, 1, 2).astype(np.float32)})[0]
     for chip, ours in zip(chips, raw):
         ref = np.array(model.compute_face_descriptor(np.ascontiguousarray(chip)))
         cos = float(ours @ ref / np.linalg.norm(ours) / np.linalg.norm(ref))
@@ -41,7 +41,7 @@ def shared_images(faces_root):
 
 def test_embeddings_are_normalised_and_discriminative(analyzer, astronaut_bgr):
     chips = _chips(analyzer, [astronaut_bgr, np.ascontiguousarray(astronaut_bgr[:, ::-1])])
-    emb = analyzer.embedder.embed(chips)
+    emb = analyzer.embedder.members[0].embed(chips)
     assert emb.shape == (2, 128)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     assert emb[0] @ emb[1] > 0.95  # a mirrored face is still the same person

@@ -13,10 +13,12 @@ REPO = Path(__file__).resolve().parent.parent
 # (rank, group, module prefixes). A module may import its own group or any group of a lower rank; a group of
 # the same rank (pipeline vs eval, scan vs demo) or a higher one is off limits.
 LAYERS: list[tuple[int, str, tuple[str, ...]]] = [
-    (0, "engines.util", ("engines.files", "engines.image", "engines.detections")),
+    (0, "engines.util", ("engines.files", "engines.image", "engines.detections", "engines.align", "engines.aggregate",
+                         "engines.profiles")),
     (1, "engines.backends", ("engines.backends",)),
-    (2, "engines.models", ("engines.align", "engines.embedder", "engines.detector", "engines.dlib_convert",
-                           "engines.model_store")),
+    (2, "engines.models", ("engines.face_model", "engines.embedder", "engines.detector", "engines.dlib_convert",
+                           "engines.model_store", "engines.facenet", "engines.facenet_convert", "engines.facenet_source",
+                           "engines.fusion")),
     (3, "engines.compose", ("engines.factory", "engines.analyzer")),
     (10, "core", ("stream.records", "stream.config", "stream.config_docs", "stream.media")),
     (11, "loaders", ("stream.loaders",)),

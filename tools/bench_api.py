@@ -211,7 +211,7 @@ def identify_in_process(cfg: Config, jpeg: bytes):
     def once() -> None:
         faces = analyzer.analyze(decode_upload(jpeg, "astronaut.jpg"))
         cands = gallery.search(np.stack([f.embedding for f in faces]), k=cfg.matching.top_k)
-        assert cands[0].accepted(cfg.matching.threshold) == "astronaut", cands
+        assert cands[0].accepted(cfg.threshold) == "astronaut", cands
     return once, gallery.close
 
 

@@ -146,7 +146,7 @@ def main() -> None:
     from stream.store.gallery import Gallery
 
     cfg = load_config(overrides={"engines": {"engine": "onnxruntime"}})
-    threshold = cfg.matching.threshold
+    threshold = cfg.threshold
     ours = photo_analyzer(cfg)
     peer = PeerAnalyzer(args.peer_model, upsample=1)
     print(f"# facewatch vs face_recognition on {args.pairs} (threshold: facewatch {threshold}, "

@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from engines.face_model import CROP_SIZE
 from stream.api.auth import require_token
 from stream.api.errors import ApiError
 from stream.api.state import ApiState
@@ -25,7 +26,7 @@ from stream.api.uploads import main_face, read_image
 from stream.api.views import event_json
 from stream.records import Event
 from stream.store.events import EventFilter, UnknownEventError
-from stream.store.gallery import GalleryError, normalize_name
+from stream.store.gallery import LEGACY_EMBEDDER, GalleryError, normalize_name
 
 router = APIRouter(prefix="/api", tags=["events"], dependencies=[Depends(require_token)])
 
@@ -171,7 +172,18 @@ def _embedding(api: ApiState, event_id: int) -> np.ndarray:
     emb = api.store().embedding(event_id)
     if emb is None:
         raise ApiError(409, f"event {event_id} has no stored face embedding (stored by an older version)", code="conflict")
+    made_by = get_event(api, event_id).embedder or LEGACY_EMBEDDER
+    if made_by != api.cfg.embedder_id:
+        raise ApiError(409, f"event {event_id}'s face was embedded by {made_by!r}, the gallery uses "
+                       f"{api.cfg.embedder_id!r}", code="conflict")
     return emb
+
+
+def _crop(api: ApiState, e: Event) -> np.ndarray | None:
+    """The event's face snapshot when it is a canonical face crop (events before crops had dlib chips: None)."""
+    data = _chip_jpeg(api, e)
+    img = None if data is None else cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return img if img is not None and img.shape[:2] == (CROP_SIZE, CROP_SIZE) else None
 
 
 @router.post("/events/{event_id}/confirm", summary="This event's face is the given person: enroll it as a sample")
@@ -180,7 +192,8 @@ def confirm(event_id: int, body: Verdict, request: Request) -> dict[str, Any]:
     e, name, emb = _subject(api, event_id, body.identity, "say who this is")
     try:
         with api.gallery_writer() as g:
-            g.enroll(name, emb[None, :], sources=[f"event:{event_id}"], thumbnail=_chip_jpeg(api, e))
+            g.enroll(name, emb[None, :], sources=[f"event:{event_id}"], thumbnail=_chip_jpeg(api, e),
+                     crops=[_crop(api, e)])
             samples = dict(g.persons()).get(name, 0)
     except GalleryError as exc:
         raise ApiError(400, str(exc)) from None
@@ -191,13 +204,13 @@ def confirm(event_id: int, body: Verdict, request: Request) -> dict[str, Any]:
 @router.post("/events/{event_id}/reject", summary="This event's face is NOT the given person: a negative sample")
 def reject(event_id: int, body: Verdict, request: Request) -> dict[str, Any]:
     api = api_of(request)
-    _, who, emb = _subject(api, event_id, body.identity, "this event matched no one; say who it is not")
+    e, who, emb = _subject(api, event_id, body.identity, "this event matched no one; say who it is not")
     try:
         with api.gallery_writer() as g:
             known = {p for p, _ in g.persons()}
             if who not in known:
                 raise ApiError(404, f"no person named {who!r} in the gallery")
-            negatives = g.add_negative(who, emb, source=f"event:{event_id}")
+            negatives = g.add_negative(who, emb, source=f"event:{event_id}", crop=_crop(api, e))
     except GalleryError as exc:
         raise ApiError(400, str(exc)) from None
     e = api.store().set_feedback(event_id, "rejected", who)

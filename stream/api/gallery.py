@@ -53,9 +53,9 @@ def thumbnail(name: str, request: Request) -> Response:
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
 
 
-def _chip_jpeg(api: ApiState, image: np.ndarray, landmarks: np.ndarray) -> bytes | None:
-    chip = api.analyzer().embedder.align(image, landmarks)  # RGB
-    ok, buf = cv2.imencode(".jpg", chip[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+def _chip_jpeg(crop_bgr: np.ndarray) -> bytes | None:
+    """The thumbnail: the face's canonical crop as a JPEG."""
+    ok, buf = cv2.imencode(".jpg", crop_bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
     return buf.tobytes() if ok else None
 
 
@@ -69,7 +69,7 @@ async def _enroll(api: ApiState, name: str, files: list[UploadFile], *, new_pers
         raise ApiError(400, "files: upload at least one photo")
     if len(files) > api.cfg.api.max_files:
         raise ApiError(413, f"files: at most {api.cfg.api.max_files} photos per upload (api.max_files)")
-    results, embs, sources, thumb = [], [], [], None
+    results, embs, sources, crops, thumb = [], [], [], [], None
     for f in files:
         try:
             fname, image = await read_image(api, f)
@@ -84,8 +84,9 @@ async def _enroll(api: ApiState, name: str, files: list[UploadFile], *, new_pers
             results.append({"file": fname, "status": "rejected", "reason": why})
             continue
         embs.append(faces[0].embedding)
+        crops.append(faces[0].crop)
         sources.append(f"upload:{fname}")
-        thumb = thumb or await run_in_threadpool(_chip_jpeg, api, image, faces[0].landmarks)
+        thumb = thumb or _chip_jpeg(faces[0].crop)
         results.append({"file": fname, "status": "enrolled", "reason": None})
     if not embs:
         raise ApiError(422, f"{name}: no photo could be enrolled", code="no_face", results=results)
@@ -94,7 +95,7 @@ async def _enroll(api: ApiState, name: str, files: list[UploadFile], *, new_pers
             with api.gallery_writer() as g:
                 if new_person is False and name not in dict(g.persons()):
                     raise ApiError(404, f"no person named {name!r} in the gallery")
-                g.enroll(name, np.stack(embs), sources=sources, thumbnail=thumb)
+                g.enroll(name, np.stack(embs), sources=sources, thumbnail=thumb, crops=crops)
                 return dict(g.persons()).get(name, 0)
         except GalleryError as exc:
             raise ApiError(400, str(exc)) from None

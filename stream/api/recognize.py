@@ -28,7 +28,7 @@ async def verify(request: Request, a: UploadFile = File(...), b: UploadFile = Fi
     def work() -> dict[str, Any]:
         fa, fb = main_face(api, na, ia), main_face(api, nb, ib)
         score = float(np.dot(fa.embedding, fb.embedding))
-        thr = api.cfg.matching.threshold
+        thr = api.cfg.threshold
         return {"score": round(score, 4), "threshold": thr, "same": accepts(score, thr)}
 
     return await run_in_threadpool(work)
@@ -43,7 +43,7 @@ async def identify(request: Request, file: UploadFile = File(...)) -> dict[str, 
 
 def _identify(api: ApiState, image: np.ndarray) -> dict[str, Any]:
     faces = faces_of(api, image)
-    thr = api.cfg.matching.threshold
+    thr = api.cfg.threshold
     g = api.gallery_reader()
     cands = g.search(np.stack([f.embedding for f in faces]), k=api.cfg.matching.top_k) if (g is not None and faces) else []
     out = []

@@ -95,7 +95,7 @@ class ApiState:
         if g is None:
             if not self.gallery_exists():
                 return None
-            g = self._local.gallery = Gallery(self.gallery_dir, readonly=True)
+            g = self._local.gallery = Gallery(self.gallery_dir, readonly=True, **self.cfg.gallery_args())
         elif g.generation != g.loaded_generation:
             g.reload()
         return g
@@ -104,7 +104,7 @@ class ApiState:
     def gallery_writer(self) -> Iterator[Gallery]:
         """The gallery opened for writing (created when missing), one writer of this server at a time."""
         with self.gallery_lock:
-            g = Gallery(self.gallery_dir)
+            g = Gallery(self.gallery_dir, **self.cfg.gallery_args())
             try:
                 yield g
             finally:

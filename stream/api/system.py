@@ -101,11 +101,13 @@ def config(request: Request) -> dict[str, Any]:
 @router.get("/api/threshold", summary="The match threshold and where it came from (calibrated FAR, gallery size)")
 def threshold(request: Request) -> dict[str, Any]:
     api = state(request)
-    m = api.cfg.matching
+    c = api.cfg.calibration
     g = api.gallery_reader()
-    return {"threshold": m.threshold, "far": m.threshold_far, "far_upper": m.threshold_far_upper,
-            "impostors": m.threshold_impostors, "gallery_size": m.gallery_size,
-            "enrolled": len(g.persons()) if g is not None else 0, "source": m.threshold_source}
+    return {"threshold": c.threshold, "far": c.far, "far_upper": c.far_upper, "impostors": c.impostors,
+            "gallery_size": c.gallery_size, "enrolled": len(g.persons()) if g is not None else 0, "source": c.data,
+            "profile": c.profile, "embedder": c.embedder, "rule": api.cfg.recognition.rule,
+            "track_threshold": c.track_threshold, "track_far_upper": c.track_far_upper,
+            "track_impostors": c.track_impostors}
 
 
 @router.get("/api/openapi.json", include_in_schema=False)

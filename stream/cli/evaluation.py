@@ -40,8 +40,8 @@ def eval_verify(ctx: click.Context, pairs_file: str, root: str, plot: str | None
 
     cfg = get_config(ctx)
     rep = evaluate_verify(get_analyzer(ctx), Path(pairs_file), Path(root), plot=Path(plot) if plot else None,
-                          progress=show_progress(ctx), threshold=cfg.matching.threshold,
-                          far_claim=cfg.matching.threshold_far, gallery_size=cfg.matching.gallery_size)
+                          progress=show_progress(ctx), threshold=cfg.threshold,
+                          far_claim=cfg.calibration.far, gallery_size=cfg.calibration.gallery_size)
     lines = [f"pairs: {rep.genuine} same + {rep.impostor} different; images {rep.images}, without a face {rep.failed_images} ({rep.failure_policy})",
              f"10-fold accuracy: {rep.accuracy_mean:.4f} +- {rep.accuracy_std:.4f}", f"ROC AUC: {rep.auc:.4f}"]
     lines += _rate_lines(rep.tar_at_far, "TAR", "FAR")
@@ -67,10 +67,10 @@ def eval_identify(ctx: click.Context, root: str, enroll_k: int, only: str | None
     from stream.eval.identify import evaluate_identify
 
     cfg = get_config(ctx)
-    rep = evaluate_identify(get_analyzer(ctx), Path(root), enroll=enroll_k, threshold=cfg.matching.threshold, only=only,
+    rep = evaluate_identify(get_analyzer(ctx), Path(root), enroll=enroll_k, threshold=cfg.threshold, only=only,
                             plot=Path(plot) if plot else None, progress=show_progress(ctx),
-                            gallery_size=gallery_size or cfg.matching.gallery_size,
-                            far_claim=cfg.matching.threshold_far, within_families=within_families)
+                            gallery_size=gallery_size or cfg.calibration.gallery_size,
+                            far_claim=cfg.calibration.far, within_families=within_families)
     lines = [f"identities {rep.identities}: enrolled {rep.enrolled_identities} x {rep.enroll_per_identity} photos; "
              f"mated probes {rep.mated_probes}, non-mated {rep.nonmated_probes}",
              f"rank-1 identification rate: {rep.rank1:.4f}"]
@@ -178,7 +178,7 @@ def calibrate(ctx: click.Context, root: str, pairs_file: str | None, target_far:
         same = [p for p in pairs if p.same]
         genuine = pair_scores(cache, same, show_progress(ctx))
     ls = embed_labelled(cache, Path(root), only, progress=show_progress(ctx))
-    kw = dict(gallery_size=gallery_size, check_gallery_size=cfg.matching.gallery_size,
+    kw = dict(gallery_size=gallery_size, check_gallery_size=cfg.calibration.gallery_size,
               margin=DEFAULT_MARGIN if margin is None else margin, enroll=enroll_k, within_families=within_families,
               max_pairs=max_impostors, seed=seed, allow_weak=allow_weak)
     try:

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from stream.cli.common import Group, NoFaceError, emit, gallery_dir, gallery_option, get_analyzer, json_option, one_face
+from stream.cli.common import (Group, NoFaceError, emit, gallery_dir, gallery_option, get_analyzer, get_config, json_option,
+                               one_face)
 from stream.media.images import ImageError
 from stream.store.gallery import Gallery, GalleryError, GalleryHealth, check, normalize_name, repair, writer_preflight
 
@@ -59,7 +60,7 @@ def gallery_enroll(ctx: click.Context, name: str, images: tuple[str, ...], large
     d = gallery_dir(ctx, gallery)
     writer_preflight(d)  # a gallery we must not write is refused before the slow part
     analyzer = get_analyzer(ctx)
-    embeddings, sources, skipped, verdicts = [], [], [], []
+    embeddings, sources, crops, skipped, verdicts = [], [], [], [], []
     dupes = _same_photo(images)
     for i, path in enumerate(images):
         try:
@@ -72,18 +73,41 @@ def gallery_enroll(ctx: click.Context, name: str, images: tuple[str, ...], large
             click.echo(f"facewatch: skipped {exc}", err=True)
             continue
         embeddings.append(face.embedding)
+        crops.append(face.crop)
         sources.append(Path(path).name)
         verdicts.append({"file": path, "verdict": "enrolled"})
     if not embeddings:
         raise GalleryError(f"nothing enrolled for {name!r}: none of the {len(images)} photo(s) gave exactly one "
                            "usable face")
-    with Gallery(d) as gal:
-        added = gal.enroll(name, np.stack(embeddings), sources)
+    with Gallery(d, **get_config(ctx).gallery_args()) as gal:
+        added = gal.enroll(name, np.stack(embeddings), sources, crops=crops)
         total = dict(gal.persons()).get(name, added)
     lines = [f"{v['verdict']}\t{v['file']}" + (f"\t{v['reason']}" if "reason" in v else "") for v in verdicts]
     lines.append(f"enrolled {name}: {added} photo(s) added, {total} sample(s) in all, {len(skipped)} skipped")
     emit(ctx, {"name": name, "enrolled": added, "samples": total, "skipped": skipped, "files": verdicts},
          "\n".join(lines))
+
+
+@gallery.command("reembed")
+@click.option("--drop-uncropped", is_flag=True,
+              help="delete samples that have no kept face crop (enrolled before crops were kept) instead of refusing")
+@gallery_option
+@json_option
+@click.pass_context
+def gallery_reembed(ctx: click.Context, drop_uncropped: bool, gallery: str | None) -> None:
+    """Move the gallery to this configuration's recognition profile: every sample's kept face crop is embedded
+    again with the profile's models, in one transaction (all vectors change, or none)."""
+    cfg = get_config(ctx)
+    d = gallery_dir(ctx, gallery)
+    writer_preflight(d)
+    with Gallery(d, create=False) as gal:
+        before = gal.embedder
+        receipt = gal.reembed(get_analyzer(ctx).embedder.embed_crops, cfg.embedder_id, cfg.embedding_dim,
+                              drop_uncropped=drop_uncropped)
+    emit(ctx, {"gallery": str(d), "from": before, "to": cfg.embedder_id, **receipt},
+         f"reembedded {d}: {before} -> {cfg.embedder_id}: {receipt['samples']} sample(s), {receipt['negatives']} "
+         f"negative sample(s); dropped {receipt['dropped_samples']} sample(s) and {receipt['dropped_negatives']} "
+         f"negative sample(s) without a kept crop; {receipt['persons_removed']} person(s) left without samples removed")
 
 
 @gallery.command("list")

@@ -40,8 +40,10 @@ def models_build_engines(ctx: click.Context, force: bool) -> None:
     resolve_backend("tensorrt")  # no TensorRT or no GPU: one clear line, exit 2
     ModelStore(cfg.home).prepare()
     rows = []
-    for kind, load in (("detector", pipeline_detector), ("embedder", pipeline_embedder)):
-        b = load(cfg, engine="tensorrt", rebuild=force, shared_cpu=False).backend
+    backends = [("detector", pipeline_detector(cfg, engine="tensorrt", rebuild=force, shared_cpu=False).backend)]
+    backends += [(m.name, m.backend) for m in  # type: ignore[attr-defined]
+                 pipeline_embedder(cfg, engine="tensorrt", rebuild=force, shared_cpu=False).members]
+    for kind, b in backends:
         rows.append({"model": kind, "engine": str(b.engine_path), "bytes": b.engine_bytes, "precision": b.precision,
                      "build_seconds": b.build_seconds, "from_cache": b.build_seconds is None,
                      "profile_min_opt_max": [list(s) for s in b.profile.shapes()]})

@@ -4,7 +4,6 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from engines.embedder import EMBEDDING_DIM
 from stream.cli.common import UserError, emit, gallery_dir, gallery_option, get_analyzer, get_config, json_option, one_face
 from stream.media.images import load_image
 from stream.store.gallery import Gallery, accepts
@@ -17,7 +16,7 @@ from stream.store.gallery import Gallery, accepts
 @click.pass_context
 def verify(ctx: click.Context, img1: str, img2: str) -> None:
     """1:1 -- are the (largest) faces in IMG1 and IMG2 the same person?"""
-    thr = get_config(ctx).matching.threshold
+    thr = get_config(ctx).threshold
     images = [load_image(img1), load_image(img2)]  # a bad photo is reported before the models load
     analyzer = get_analyzer(ctx)
     a, b = (one_face(analyzer, path, image=im) for path, im in zip((img1, img2), images))
@@ -44,11 +43,11 @@ def identify(ctx: click.Context, img: str, gallery: str | None, allow_empty_gall
         raise UserError(problems[0], code="gallery", details=problems)
     image = load_image(img)
     analyzer = get_analyzer(ctx)
-    gal = Gallery(gdir, readonly=True)
+    gal = Gallery(gdir, readonly=True, **cfg.gallery_args())
     faces = analyzer.analyze(image)
-    probes = np.stack([f.embedding for f in faces]) if faces else np.zeros((0, EMBEDDING_DIM), np.float32)
+    probes = np.stack([f.embedding for f in faces]) if faces else np.zeros((0, analyzer.embedder.dim), np.float32)
     cands = gal.search(probes, k=cfg.matching.top_k)
-    thr = cfg.matching.threshold
+    thr = cfg.threshold
     out = [{"box": [round(float(v), 1) for v in f.box], "det_score": round(f.det_score, 4),
             "identity": c.accepted(thr), "score": round(c.score, 4)} for f, c in zip(faces, cands)]
     if not faces:

@@ -175,11 +175,11 @@ def scan(ctx: click.Context, videos: tuple[str, ...], gallery: str | None, every
     """
     from stream.scan.run import ScanError, scan_videos
 
-    from stream.preflight import gallery_only_problems, store_problems, writable_dir_problems
+    from stream.preflight import gallery_only_problems, rule_problems, store_problems, writable_dir_problems
 
     cfg = get_config(ctx)
     gdir = Path(gallery) if gallery else gallery_dir(ctx, None)
-    problems = gallery_only_problems(cfg, gdir, allow_empty_gallery=allow_empty_gallery)
+    problems = rule_problems(cfg) + gallery_only_problems(cfg, gdir, allow_empty_gallery=allow_empty_gallery)
     for option, path in (("--json-out", json_out), ("--annotate", annotate)):
         if path and Path(path).is_dir():  # found now, not after minutes of scanning
             problems.append(f"{option} {path}: is a directory")

@@ -60,7 +60,7 @@ def evaluate_identify(analyzer, root: Path, enroll: int = 3, fpirs=(1e-2, 1e-3),
     for p in tqdm(all_paths, desc="embedding", unit="img", disable=not progress):
         cache.get(p)
     tmp = tempfile.TemporaryDirectory(dir=workdir)
-    gal = Gallery(Path(tmp.name) / "g")
+    gal = Gallery(Path(tmp.name) / "g", dim=analyzer.embedder.dim)
     for n in enrolled:
         emb = [cache.get(p) for p in photos[n][:enroll]]
         emb = [e for e in emb if e is not None]
@@ -91,7 +91,7 @@ def evaluate_identify(analyzer, root: Path, enroll: int = 3, fpirs=(1e-2, 1e-3),
     order = list(rng.permutation(enrolled))
     sizes = sorted({max(1, len(order) * k // 8) for k in range(1, 9)})
     for n_size in sizes:
-        sub = Gallery(Path(tmp.name) / f"g{n_size}")
+        sub = Gallery(Path(tmp.name) / f"g{n_size}", dim=analyzer.embedder.dim)
         for n in order[:n_size]:
             sub.enroll(n, np.stack([e for e in (cache.get(p) for p in photos[n][:enroll]) if e is not None]))
         s = np.array([c.score if c else -2.0 for c in probe(sub, non)])

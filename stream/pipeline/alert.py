@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from engines.image import sharpness
+from engines.face_model import crop_sharpness
 from stream.outputs.console import ConsoleSink
 from stream.outputs.delivery import DeliveryWorker
 from stream.outputs.jsonl import JsonlSink
@@ -85,7 +85,7 @@ class AlertStage(Stage):
         unknown_id = None
         cooldown_key = m.identity
         if m.kind == "unknown":
-            why = self.unknown_gate.reason(m.camera, m.box, sharpness(m.chip) if m.chip is not None else None)
+            why = self.unknown_gate.reason(m.camera, m.box, crop_sharpness(m.chip) if m.chip is not None else None)
             if why is not None:
                 self.metrics.inc(f"unknown_gated_{why}")
                 return
@@ -101,7 +101,8 @@ class AlertStage(Stage):
         event = self.store.add(Event(  # stored, with its outbox entries, before any delivery
             ts=now, ts_capture=m.ts_capture, camera=m.camera, kind=m.kind, identity=m.identity, score=m.score,
             threshold=m.threshold, track_id=m.track_id, latency_ms=latency_ms, box=m.box, chip_path=chip_path,
-            frame_path=frame_path, unknown_id=unknown_id), sinks=[w.sink_name for w in self.workers],
+            frame_path=frame_path, unknown_id=unknown_id, rule=m.rule or None, chips_used=m.chips_used or None,
+            embedder=self.cfg.embedder_id), sinks=[w.sink_name for w in self.workers],
             embedding=m.embedding)
         for w in self.workers:
             w.wake()

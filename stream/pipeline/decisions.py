@@ -13,6 +13,8 @@ from typing import Iterable, Literal, Protocol, Sequence
 
 import numpy as np
 
+from engines.aggregate import track_vector
+
 DecisionKind = Literal["watchlist", "unknown"]
 
 
@@ -60,6 +62,63 @@ class TrackVote:
         if not self.votes and self.misses >= self.needed and None not in self.decided:
             self.decided.add(None)
             return "unknown", None, self.best.get(None, -1.0)
+        return None
+
+
+# ----------------------------------------------------------------------------------------- match: track rule
+@dataclass
+class TrackTemplate:
+    """The track rule (``recognition.rule: track``): a track is decided on the quality-weighted mean of its best
+    embeddings (``engines.aggregate.track_vector``) compared with each person's template, not on single chips.
+
+    The track keeps at most ``limit`` embeddings (its best by quality once full). Once it holds ``needed`` it is
+    scored after every new one (``vector``); ``observe`` takes the best candidate's outcome at the track
+    threshold. Exactly what ``calibrate`` measures on pass-level trials: the decision is the first prefix of at
+    least ``needed`` looks whose mean reaches the threshold. A watchlist outcome is reported once per identity;
+    "unknown" once, only while no identity was ever accepted.
+    """
+
+    needed: int
+    limit: int
+    start: float
+    embeddings: list = field(default_factory=list)
+    quality: list = field(default_factory=list)
+    decided: set = field(default_factory=set)
+    best: dict = field(default_factory=dict)  # identity (None = nobody) -> best score seen
+    current: str | None = None  # the identity the track was last accepted as
+    last_seen: float = 0.0
+
+    def add(self, embedding: np.ndarray, quality: float) -> bool:
+        """Keep one embedding; when full, it replaces the worst kept one if better. False when it was not kept."""
+        if len(self.embeddings) < self.limit:
+            self.embeddings.append(np.asarray(embedding, np.float32))
+            self.quality.append(float(quality))
+            return True
+        worst = int(np.argmin(self.quality))
+        if quality <= self.quality[worst]:
+            return False
+        self.embeddings[worst], self.quality[worst] = np.asarray(embedding, np.float32), float(quality)
+        return True
+
+    @property
+    def ready(self) -> bool:
+        return len(self.embeddings) >= self.needed
+
+    def vector(self) -> np.ndarray:
+        return track_vector(np.stack(self.embeddings), np.asarray(self.quality))
+
+    def observe(self, identity: str | None, score: float) -> tuple[DecisionKind, str | None, float] | None:
+        """The outcome of the track's current vector (``identity``: accepted at the track threshold, else None)."""
+        self.best[identity] = max(self.best.get(identity, -1.0), score)
+        if identity is not None:
+            self.current = identity
+            if identity not in self.decided:
+                self.decided.add(identity)
+                return "watchlist", identity, score
+            return None
+        if self.current is None and None not in self.decided and self.ready:
+            self.decided.add(None)
+            return "unknown", None, score
         return None
 
 

@@ -1,4 +1,4 @@
-"""Detect stage: batches frames across cameras, finds faces, tracks them, gates on quality, aligns chips.
+"""Detect stage: batches frames across cameras, finds faces, tracks them, gates on quality, cuts face crops.
 
 Batching: up to ``max_batch`` frames or ``max_wait_ms``, whichever comes first. Live: waiting stops as
 soon as every camera has a frame in the batch, and ``decisions.LiveBatchCut`` keeps only the newest frame
@@ -20,9 +20,8 @@ import cv2
 import numpy as np
 
 from engines.detections import Detections
-from engines.embedder import Embedder
+from engines.face_model import crop_sharpness, face_crop
 from stream.loaders import pipeline_detector
-from engines.image import sharpness
 from stream.pipeline.decisions import LiveBatchCut
 from stream.pipeline.messages import Faces, Frame
 from stream.pipeline.stage import Stage, StageSpec
@@ -109,14 +108,14 @@ class DetectStage(Stage):
     def emit(self, m: Frame, faces: Detections) -> None:
         q = self.cfg.quality
         keep = (faces.sizes >= self.cfg.min_face(m.camera)) & (faces.scores >= q.min_det_score)
-        chips, sharp = [], []
+        crops, sharp = [], []
         for i in np.flatnonzero(keep):
-            chip = Embedder.align(m.image, faces.landmarks[i])
-            s = sharpness(chip)
+            crop = face_crop(m.image, faces.landmarks[i])
+            s = crop_sharpness(crop)
             if s < q.min_sharpness:
                 keep[i] = False
                 continue
-            chips.append(chip)
+            crops.append(crop)
             sharp.append(s)
         gated = int(len(faces) - keep.sum())
         self.metrics.inc("faces_detected", len(faces))
@@ -129,7 +128,7 @@ class DetectStage(Stage):
         quality = f.scores * np.minimum(1.0, f.sizes / 100.0) * np.minimum(1.0, np.array(sharp) / 100.0)
         out = Faces(m.camera, m.seq, m.ts_capture, m.video_time, m.frame_index, gated=gated, boxes=f.boxes,
                     scores=f.scores, landmarks=f.landmarks, track_ids=ids, quality=quality.astype(np.float32),
-                    chips=np.stack(chips), image=m.image)
+                    crops=np.stack(crops), image=m.image)
         if self.send(self.out, out):
             self.metrics.inc("faces_out", len(f))
             self.metrics.inc("frames_out")

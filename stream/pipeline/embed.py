@@ -1,4 +1,4 @@
-"""Embed stage: batches aligned chips across cameras; embeds each track a bounded number of times.
+"""Embed stage: batches face crops across cameras; embeds each track a bounded number of times.
 
 A track gets at most ``max_embeddings_per_track`` embeddings, spent on its better chips
 (``decisions.EmbeddingBudget``). Faces that are not embedded are still passed on (without an embedding)
@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 
-from engines.embedder import EMBEDDING_DIM
 from stream.loaders import pipeline_embedder
 from stream.pipeline.decisions import EmbeddingBudget
 from stream.pipeline.messages import Embeddings, Faces
@@ -36,7 +35,7 @@ class EmbedStage(Stage):
         bc = self.cfg.embed_batch
         # Live: detect sends a batch's faces back to back, so a quiet input means the batch is all here.
         batch = self.gather_batch(self.inp, (Faces,), bc.max_wait_ms,
-                                  lambda b: sum(0 if m.chips is None else len(m.chips) for m in b) >= bc.max_batch,
+                                  lambda b: sum(0 if m.crops is None else len(m.crops) for m in b) >= bc.max_batch,
                                   idle_gap_ms=LIVE_IDLE_GAP_MS if self.live else None)
         if self.live:
             now = time.time()
@@ -50,22 +49,23 @@ class EmbedStage(Stage):
         if not batch:
             return
         t0 = time.perf_counter()
-        faces = [m for m in batch if not m.eos and m.chips is not None]
+        faces = [m for m in batch if not m.eos and m.crops is not None]
         # One budget decision over the whole batch, so a track's best chips in it are the ones embedded.
         flat = self.budget.choose([t for m in faces for t in m.track_ids.tolist()],
                                   [q for m in faces for q in m.quality.tolist()], time.time())
         masks = np.split(flat, np.cumsum([len(m.track_ids) for m in faces])[:-1]) if faces else []
-        chips = [m.chips[mask] for m, mask in zip(faces, masks) if mask.any()]
-        emb = self.embedder.embed(np.concatenate(chips)) if chips else np.zeros((0, EMBEDDING_DIM), np.float32)
-        if chips:
+        dim = self.embedder.dim
+        crops = [m.crops[mask] for m, mask in zip(faces, masks) if mask.any()]
+        emb = self.embedder.embed_crops(np.concatenate(crops)) if crops else np.zeros((0, dim), np.float32)
+        if crops:
             self.metrics.batches.append(len(emb))
             self.metrics.times_ms.append((time.perf_counter() - t0) * 1000)
-        self.metrics.inc("faces_in", sum(len(m.chips) for m in faces))
+        self.metrics.inc("faces_in", sum(len(m.crops) for m in faces))
         self.metrics.inc("faces_embedded", len(emb))
         k = 0
         results = {}
         for m, mask in zip(faces, masks):
-            e = np.zeros((len(mask), EMBEDDING_DIM), np.float32)
+            e = np.zeros((len(mask), dim), np.float32)
             e[mask] = emb[k : k + mask.sum()]
             k += int(mask.sum())
             results[id(m)] = (mask, e)

@@ -1,8 +1,10 @@
-"""Match stage: HNSW 1:N search of each embedding, a per-track vote, and gallery hot reload.
+"""Match stage: 1:N decisions per track, and gallery hot reload.
 
-Each track keeps a ``decisions.TrackVote``: it becomes a watchlist hit when ``votes`` of its embeddings
-name the same identity at or above the threshold (one lucky frame does not raise an alarm) and "unknown"
-when that many matched nobody. Each track is decided once per identity; the alert stage applies the cooldown.
+``recognition.rule: track`` (the default): each track keeps a ``decisions.TrackTemplate``; once it has ``votes``
+embeddings, the quality-weighted mean of its best ones is compared with every person's template (mean of their
+samples) at the calibration's track threshold, after every new embedding. ``votes``: each embedding is searched
+on its own in the HNSW index of every sample (``decisions.TrackVote``), and ``votes`` of them must name the same
+person at the per-photo threshold. Each track is decided once per identity; the alert stage applies the cooldown.
 The gallery is re-read when its generation changes on disk, so enrolling while running takes effect.
 """
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.pipeline.decisions import TrackVote
+from engines.aggregate import RULE
+from stream.pipeline.decisions import TrackTemplate, TrackVote
 from stream.pipeline.messages import Decision, Embeddings
 from stream.pipeline.stage import Stage, StageSpec
 from stream.store.gallery import DB_FILE, Gallery, GalleryError
@@ -30,11 +33,17 @@ class MatchStage(Stage):
         self.gallery_dir = Path(spec.options.get("gallery") or self.cfg.resolve(self.cfg.matching.gallery))
         self.gallery: Gallery | None = None
         self._next_check = 0.0
-        self.tracks: dict[int, TrackVote] = {}
+        self.tracks: dict[int, TrackVote | TrackTemplate] = {}
         self.track_vecs: dict[int, list[np.ndarray]] = {}  # the embeddings of each track, for its event's template
         self.inp = self.pull(spec.endpoints["embeddings"])
         self.out = self.push(spec.endpoints["decisions"])
         self.needed = min(self.cfg.matching.votes, self.cfg.matching.max_embeddings_per_track)
+        self.rule = self.cfg.recognition.rule
+        cal = self.cfg.calibration
+        if self.rule == "track" and cal.track_threshold is None:  # preflight refuses this; never guess a threshold
+            raise RuntimeError("recognition.rule is track but the calibration has no track_threshold")
+        self.track_threshold = cal.track_threshold if cal.track_threshold is not None else cal.threshold
+        self.decision_threshold = self.track_threshold if self.rule == "track" else cal.threshold
         self.check_gallery()
 
     def check_gallery(self) -> None:
@@ -43,7 +52,7 @@ class MatchStage(Stage):
         try:
             if self.gallery is None:
                 if (self.gallery_dir / DB_FILE).is_file():
-                    self.gallery = Gallery(self.gallery_dir, readonly=True)
+                    self.gallery = Gallery(self.gallery_dir, readonly=True, **self.cfg.gallery_args())
                     log.info("gallery loaded: %d persons", len(self.gallery.persons()))
             elif self.gallery.generation != self.gallery.loaded_generation:
                 self.gallery.reload()
@@ -76,15 +85,47 @@ class MatchStage(Stage):
             self.track_vecs = {t: v for t, v in self.track_vecs.items() if t in self.tracks}
 
     def handle(self, m: Embeddings) -> None:
-        thr = self.cfg.matching.threshold
         idx = np.flatnonzero(m.embedded) if m.embedded is not None else np.zeros(0, int)
+        self.metrics.inc("faces_in", len(m.track_ids))
+        self.metrics.inc("faces_matched", len(idx))
+        if self.rule == "track":
+            self.handle_track_rule(m, set(idx.tolist()))
+        else:
+            self.handle_votes(m, idx)
+
+    def handle_track_rule(self, m: Embeddings, embedded: set[int]) -> None:
+        """``recognition.rule: track``: each new embedding updates the track's mean, which is compared with every
+        person's template at the track threshold (``decisions.TrackTemplate``)."""
+        thr = self.track_threshold
+        t = m.video_time if m.video_time is not None else m.ts_capture
+        for i, tid in enumerate(m.track_ids.tolist()):
+            tr = self.tracks.setdefault(tid, TrackTemplate(self.needed, self.cfg.matching.max_embeddings_per_track, t))
+            tr.last_seen = time.time()
+            box = [round(float(v), 1) for v in m.boxes[i]]
+            if i in embedded and tr.add(m.embeddings[i], float(m.quality[i])) and tr.ready:
+                vec = tr.vector()
+                c = self.gallery.search_templates(vec[None])[0] if self.gallery else None
+                score = c.score if c is not None else -1.0
+                log.debug("track %s: %s %.4f over %d looks", tid, c.identity if c else None, score, len(tr.embeddings))
+                decided = tr.observe(c.accepted(thr) if c is not None else None, score)
+                if decided is not None:
+                    kind, ident, sc = decided
+                    self.decide(m, i, tid, ident, sc, kind, tr.start, box, vec, len(tr.embeddings))
+            if not self.live:
+                ident = tr.current
+                self.send(self.out, Decision(m.camera, m.ts_capture, tid, ident, tr.best.get(ident, 0.0) if ident else 0.0,
+                                             thr, "observation", box, m.video_time, m.frame_index, tr.start,
+                                             rule=RULE, chips_used=len(tr.embeddings)))
+
+    def handle_votes(self, m: Embeddings, idx: np.ndarray) -> None:
+        """``recognition.rule: votes``: each embedding is searched on its own (HNSW over every sample) at the
+        per-photo threshold and ``matching.votes`` of them must name the same person (``decisions.TrackVote``)."""
+        thr = self.cfg.threshold
         cands = {}
         if len(idx):
             found = (self.gallery.search(m.embeddings[idx], k=self.cfg.matching.top_k) if self.gallery
                      else [None] * len(idx))
             cands = dict(zip(idx.tolist(), found))
-        self.metrics.inc("faces_in", len(m.track_ids))
-        self.metrics.inc("faces_matched", len(idx))
         t = m.video_time if m.video_time is not None else m.ts_capture
         for i, tid in enumerate(m.track_ids.tolist()):
             tr = self.tracks.setdefault(tid, TrackVote(needed=self.needed, start=t))
@@ -100,11 +141,13 @@ class MatchStage(Stage):
                 decided = tr.decide()
                 if decided is not None:
                     kind, ident, score = decided
-                    self.decide(m, i, tid, ident, score, kind, tr.start, box)
+                    self.decide(m, i, tid, ident, score, kind, tr.start, box, self.template(tid),
+                                len(self.track_vecs.get(tid, [])))
             if not self.live:
                 ident = tr.identity()
                 self.send(self.out, Decision(m.camera, m.ts_capture, tid, ident, tr.best.get(ident, 0.0) if ident else 0.0,
-                                             thr, "observation", box, m.video_time, m.frame_index, tr.start))
+                                             thr, "observation", box, m.video_time, m.frame_index, tr.start,
+                                             rule="votes"))
 
     def template(self, tid: int) -> np.ndarray | None:
         """The track's face as one vector: the normalised mean of its embeddings, steadier than any single frame
@@ -116,8 +159,9 @@ class MatchStage(Stage):
         return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
     def decide(self, m: Embeddings, i: int, tid: int, ident: str | None, score: float, kind: str, start: float,
-               box: list[float]) -> None:
+               box: list[float], face: np.ndarray | None, chips_used: int) -> None:
         self.metrics.inc(f"decisions_{kind}")
-        d = Decision(m.camera, m.ts_capture, tid, ident, float(score), self.cfg.matching.threshold, kind, box,
-                     m.video_time, m.frame_index, start, chip=m.chips[i], image=m.image, embedding=self.template(tid))
+        d = Decision(m.camera, m.ts_capture, tid, ident, float(score), self.decision_threshold, kind, box,
+                     m.video_time, m.frame_index, start, rule=RULE if self.rule == "track" else "votes",
+                     chips_used=chips_used, chip=m.crops[i], image=m.image, embedding=face)
         self.send(self.out, d, force=True)  # decisions are rare and must not be lost

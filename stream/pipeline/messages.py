@@ -76,10 +76,13 @@ class Frame(Message):
 
 @dataclass
 class Faces(Message):
-    """Faces of one frame that passed the quality gate, with tracks and aligned chips."""
+    """Faces of one frame that passed the quality gate, with tracks and their canonical face crops.
+
+    A crop (``engines.face_model``) is what any embedder cuts its own chip from, so nothing here knows an
+    embedder's chip size or embedding size."""
 
     TYPE: ClassVar[str] = "faces"
-    ARRAYS: ClassVar[tuple[str, ...]] = ("boxes", "scores", "landmarks", "track_ids", "quality", "chips", "image")
+    ARRAYS: ClassVar[tuple[str, ...]] = ("boxes", "scores", "landmarks", "track_ids", "quality", "crops", "image")
     camera: str
     seq: int
     ts_capture: float
@@ -92,7 +95,7 @@ class Faces(Message):
     landmarks: np.ndarray | None = None  # [N, 5, 2]
     track_ids: np.ndarray | None = None  # [N] int64
     quality: np.ndarray | None = None  # [N] float32, higher is better
-    chips: np.ndarray | None = None  # [N, 150, 150, 3] uint8 RGB
+    crops: np.ndarray | None = None  # [N, S, S, 3] uint8 BGR canonical face crops
     image: np.ndarray | None = None  # the frame, for snapshots
 
 
@@ -103,7 +106,7 @@ class Embeddings(Faces):
     TYPE: ClassVar[str] = "embeddings"
     ARRAYS: ClassVar[tuple[str, ...]] = Faces.ARRAYS + ("embedded", "embeddings")
     embedded: np.ndarray | None = None  # [N] bool
-    embeddings: np.ndarray | None = None  # [N, 128] float32 (rows of non-embedded faces are zero)
+    embeddings: np.ndarray | None = None  # [N, D] float32 (rows of non-embedded faces are zero)
 
 
 @dataclass
@@ -123,7 +126,9 @@ class Decision(Message):
     video_time: float | None = None
     frame_index: int | None = None
     track_start: float | None = None  # video time (recorded) or capture time (live) the track began
-    chip: np.ndarray | None = None
+    rule: str = ""  # how it was decided: engines.aggregate.RULE or "votes"
+    chips_used: int = 0  # embeddings of the track the decision rests on
+    chip: np.ndarray | None = None  # the face: canonical crop, BGR
     image: np.ndarray | None = None
     embedding: np.ndarray | None = None  # [D] float32: the track's face (mean of its embeddings), for search by face
 

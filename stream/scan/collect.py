@@ -70,7 +70,8 @@ class CollectStage(Stage):
                              threshold=m.threshold, track_id=m.track_id, latency_ms=None, box=m.box or None,
                              chip_path=chip_path, frame_path=frame_path, source="scan",
                              video_file=str(self.paths.get(m.camera, m.camera)), video_time=video_time,
-                             unknown_id=unknown_id), embedding=m.embedding)
+                             unknown_id=unknown_id, rule=m.rule or None, chips_used=m.chips_used or None,
+                             embedder=self.cfg.embedder_id), embedding=m.embedding)
         self.metrics.inc("stored")
         if m.embedding is not None:
             self.index.sync()

@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS events (
     unknown_id INTEGER,            -- visitor group of an unknown face
     feedback TEXT,                 -- confirmed | rejected (operator feedback)
     feedback_identity TEXT,
+    rule TEXT,                     -- how it was decided: the track rule or votes
+    chips_used INTEGER,            -- embeddings of the track the decision rests on
+    embedder TEXT,                 -- profile id of the embedding below (engines/profiles.py)
     embedding BLOB                 -- the track's face embedding (float32), for search by face and visitor groups
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);

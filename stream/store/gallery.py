@@ -37,8 +37,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import hnswlib
 import numpy as np
+
+from engines.aggregate import templates as mean_templates
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,9 @@ CREATE TABLE samples (
     person_id INTEGER NOT NULL REFERENCES persons(id) ON DELETE CASCADE,
     embedding BLOB NOT NULL,
     source TEXT,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    embedder TEXT,
+    crop BLOB
 );
 CREATE INDEX samples_person ON samples(person_id);
 """
@@ -80,7 +85,8 @@ CREATE TABLE IF NOT EXISTS negatives (
     person_id INTEGER NOT NULL REFERENCES persons(id) ON DELETE CASCADE,
     embedding BLOB NOT NULL,
     source TEXT,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    crop BLOB
 );
 CREATE INDEX IF NOT EXISTS negatives_person ON negatives(person_id);
 CREATE TABLE IF NOT EXISTS thumbnails (
@@ -89,6 +95,11 @@ CREATE TABLE IF NOT EXISTS thumbnails (
     updated REAL NOT NULL
 );
 """
+# Columns added after the first galleries: (table, column, type); a writer adds those that are missing.
+LATE_COLUMNS = (("samples", "embedder", "TEXT"), ("samples", "crop", "BLOB"), ("negatives", "crop", "BLOB"))
+#: What made the vectors of a gallery from before embedder records: every such gallery was made by dlib.
+LEGACY_EMBEDDER = "fast:dlib_resnet_v1"
+CROP_JPEG_QUALITY = 95  # kept face crops: enough for reembed to reproduce a vector (cosine > 0.99, tested)
 # Optional tables (absent from galleries made before them) and the columns this code reads when they are there.
 FEEDBACK_COLUMNS = {"negatives": {"id", "person_id", "embedding"}, "thumbnails": {"person_id", "jpeg"}}
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -263,7 +274,7 @@ def _refuse_state(directory: Path, *, write: bool, create: bool) -> bool:
     return False
 
 
-def _initialise(directory: Path, dim: int) -> None:
+def _initialise(directory: Path, dim: int, embedder: str) -> None:
     """Create an empty gallery: the database is built under a temporary name and linked into place whole."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -276,7 +287,8 @@ def _initialise(directory: Path, dim: int) -> None:
         db = sqlite3.connect(tmp)
         try:
             db.executescript(SCHEMA + FEEDBACK_SCHEMA)
-            db.executemany("INSERT INTO meta VALUES (?, ?)", [("dim", str(dim)), ("generation", "0")])
+            db.executemany("INSERT INTO meta VALUES (?, ?)", [("dim", str(dim)), ("generation", "0"),
+                                                              ("embedder", embedder)])
             db.commit()
         finally:
             db.close()
@@ -335,18 +347,26 @@ class Gallery:
     ``create=False`` writers (removal) refuse a directory without a gallery instead of making one.
     """
 
-    def __init__(self, directory: str | Path, *, dim: int = 128, readonly: bool = False, create: bool = True) -> None:
+    def __init__(self, directory: str | Path, *, dim: int | None = None, embedder: str | None = None,
+                 readonly: bool = False, create: bool = True) -> None:
+        """``embedder``: the profile id of the vectors this caller makes or searches with
+        (``FaceEmbedder.model_id``); a gallery of another embedder's vectors is refused. None = any (tools that
+        only read or manage rows); a new gallery then records ``LEGACY_EMBEDDER``. ``dim``: likewise."""
         self.dir = Path(directory)
         self.path = self.dir / DB_FILE
-        self.dim = dim
         self.readonly = readonly
         if _refuse_state(self.dir, write=not readonly, create=create):
-            _initialise(self.dir, dim)
+            _initialise(self.dir, dim or 128, embedder or LEGACY_EMBEDDER)
         self.db = _connect(self.path)
+        self._expected_embedder = embedder
         try:
-            stored_dim = int(self._meta("dim", str(dim)))
-            if stored_dim != dim:
-                raise GalleryError(f"{self.path}: gallery holds {stored_dim}-d embeddings, the embedder makes {dim}-d")
+            self.dim = int(self._meta("dim", str(dim or 128)))
+            self.embedder = self._meta("embedder", LEGACY_EMBEDDER)
+            if embedder is not None and self.embedder != embedder:
+                raise GalleryError(f"{self.path}: gallery holds vectors of {self.embedder!r}, this configuration makes "
+                                   f"{embedder!r}; run `facewatch gallery reembed` to move it (or use its profile)")
+            if dim is not None and self.dim != dim:
+                raise GalleryError(f"{self.path}: gallery holds {self.dim}-d embeddings, the embedder makes {dim}-d")
             if not readonly:
                 self._migrate()
             self.index: hnswlib.Index | None = None
@@ -371,16 +391,27 @@ class Gallery:
         """Add the operator-feedback tables to a gallery made before them, keeping every row; one transaction.
 
         Not a change of content, so the generation stays: readers have nothing to reload."""
-        if all(_has_table(self.db, t) for t in FEEDBACK_COLUMNS):
-            return
-        log.info("%s: adding the tables for negative samples and thumbnails", self.path)
         with _sqlite_errors(self.path):
-            try:
-                self.db.executescript("BEGIN IMMEDIATE;" + FEEDBACK_SCHEMA + "COMMIT;")
-            except BaseException:
-                if self.db.in_transaction:
-                    self.db.rollback()
-                raise
+            if not all(_has_table(self.db, t) for t in FEEDBACK_COLUMNS):
+                log.info("%s: adding the tables for negative samples and thumbnails", self.path)
+                self._script("BEGIN IMMEDIATE;" + FEEDBACK_SCHEMA + "COMMIT;")
+            missing = [(t, c, ty) for t, c, ty in LATE_COLUMNS
+                       if c not in {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")}]
+            has_embedder = self.db.execute("SELECT 1 FROM meta WHERE key = 'embedder'").fetchone() is not None
+            if missing or not has_embedder:
+                log.info("%s: recording the embedder of its vectors and keeping face crops from now on", self.path)
+                adds = "".join(f"ALTER TABLE {t} ADD COLUMN {c} {ty};" for t, c, ty in missing)
+                self._script(f"BEGIN IMMEDIATE;{adds}INSERT OR IGNORE INTO meta VALUES ('embedder', "
+                             f"'{LEGACY_EMBEDDER}');UPDATE samples SET embedder = '{LEGACY_EMBEDDER}' "
+                             "WHERE embedder IS NULL;COMMIT;")
+
+    def _script(self, script: str) -> None:
+        try:
+            self.db.executescript(script)
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.rollback()
+            raise
 
     # ----------------------------------------------------------------- state
     def _meta(self, key: str, default: str = "0") -> str:
@@ -410,6 +441,11 @@ class Gallery:
     def reload(self) -> None:
         """(Re)load metadata and the index of the current generation, rebuilding it when absent or broken."""
         gen = self.generation
+        self.dim = int(self._meta("dim", str(self.dim)))
+        self.embedder = self._meta("embedder", LEGACY_EMBEDDER)
+        if self._expected_embedder is not None and self.embedder != self._expected_embedder:
+            raise GalleryError(f"{self.path}: gallery now holds vectors of {self.embedder!r} (reembedded), this "
+                               f"configuration makes {self._expected_embedder!r}")
         labels, vecs, mapping = self._rows()
         index = None
         path = self._index_path(gen)
@@ -442,7 +478,14 @@ class Gallery:
         return self._index_path(gen)
 
     def _load_feedback(self, labels: np.ndarray, vecs: np.ndarray, mapping: dict[int, str]) -> None:
-        """The negative samples, and the positive samples of the persons that have negatives, for ``search``."""
+        """Each person's template (the track rule compares with it), the negative samples, and the positive
+        samples of the persons that have negatives, for ``search``."""
+        if len(labels):
+            owners = np.array([mapping[int(lab)] for lab in labels], dtype=object)
+            names, temps = mean_templates(vecs, owners)
+            self._template_names, self._templates = [str(n) for n in names], temps
+        else:
+            self._template_names, self._templates = [], np.zeros((0, self.dim), np.float32)
         self._negatives = _read_negatives(self.db, self.path, self.dim)
         if not self._negatives:
             self._positives = {}
@@ -480,11 +523,13 @@ class Gallery:
 
     # ----------------------------------------------------------------- changes
     def enroll(self, name: str, embeddings: np.ndarray, sources: list[str] | None = None,
-               thumbnail: bytes | None = None) -> int:
+               thumbnail: bytes | None = None, crops: list[np.ndarray | bytes | None] | None = None) -> int:
         """Add samples for ``name`` (created if new) in one transaction; returns the number added.
 
         ``thumbnail`` (a JPEG face chip) becomes the person's picture only when they have none yet: the first
-        enrollment chooses it, later ones add samples without changing the face the operators know."""
+        enrollment chooses it, later ones add samples without changing the face the operators know.
+        ``crops``: each sample's canonical face crop (BGR array or JPEG bytes), kept owner-only with the sample
+        so that ``reembed`` can move the gallery to another model without the original photos."""
         self._require_writable()
         name = normalize_name(name)
         emb = self._embeddings(embeddings)
@@ -492,14 +537,15 @@ class Gallery:
             raise GalleryError(f"no usable face to enroll for {name!r}")
         jpeg = None if thumbnail is None else _check_thumbnail(name, thumbnail)
         sources = sources or [""] * len(emb)
+        blobs = _crop_blobs(crops, len(emb), name)
         now = time.time()
         with _sqlite_errors(self.path), self.db:  # one transaction: all samples or none
             cur = self.db.cursor()
             cur.execute("INSERT OR IGNORE INTO persons (name, created) VALUES (?, ?)", (name, now))
             pid = cur.execute("SELECT id FROM persons WHERE name = ?", (name,)).fetchone()[0]
             cur.executemany(
-                "INSERT INTO samples (person_id, embedding, source, created) VALUES (?, ?, ?, ?)",
-                [(pid, e.tobytes(), s, now) for e, s in zip(emb, sources)],
+                "INSERT INTO samples (person_id, embedding, source, created, embedder, crop) VALUES (?, ?, ?, ?, ?, ?)",
+                [(pid, e.tobytes(), s, now, self.embedder, b) for e, s, b in zip(emb, sources, blobs)],
             )
             if jpeg is not None:
                 cur.execute("INSERT OR IGNORE INTO thumbnails (person_id, jpeg, updated) VALUES (?, ?, ?)",
@@ -554,7 +600,8 @@ class Gallery:
         self._after_change(gen)
         return samples
 
-    def add_negative(self, name: str, embedding: np.ndarray, source: str | None = None) -> int:
+    def add_negative(self, name: str, embedding: np.ndarray, source: str | None = None,
+                     crop: np.ndarray | bytes | None = None) -> int:
         """Record that the face ``embedding`` is NOT ``name`` (an operator rejected a match); returns how many
         negative samples ``name`` has now. ``search`` no longer gives ``name`` to faces at least as close to one
         of these as to ``name``'s own samples. ``source`` says where it came from (an event id, a file)."""
@@ -567,8 +614,8 @@ class Gallery:
             pid = self._person_id(name)
             with self.db:
                 cur = self.db.cursor()
-                cur.execute("INSERT INTO negatives (person_id, embedding, source, created) VALUES (?, ?, ?, ?)",
-                            (pid, emb[0].tobytes(), source, time.time()))
+                cur.execute("INSERT INTO negatives (person_id, embedding, source, created, crop) VALUES (?, ?, ?, ?, ?)",
+                            (pid, emb[0].tobytes(), source, time.time(), _crop_blobs([crop], 1, name)[0]))
                 count = cur.execute("SELECT COUNT(*) FROM negatives WHERE person_id = ?", (pid,)).fetchone()[0]
                 gen = self._bump(cur)
         self._after_change(gen)
@@ -669,6 +716,77 @@ class Gallery:
             out.append(Candidate(*pick) if pick is not None else Candidate(None, -1.0))
         return out
 
+    def search_templates(self, vectors: np.ndarray) -> list[Candidate]:
+        """Best identity per probe by the track rule: cosine of the probe (a track's mean embedding,
+        ``engines.aggregate.track_vector``) with each person's template (mean of their samples), exactly (a
+        matrix product: 10,000 persons x 256-d is well under a millisecond per probe). Negative samples veto as
+        in ``search``: the best person not vetoed is the candidate."""
+        q = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if not self._template_names or len(q) == 0:
+            return [Candidate(None, -1.0) for _ in range(len(q))]
+        sims = q @ self._templates.T
+        out = []
+        for row, probe in zip(sims, q):
+            pick = next(((self._template_names[j], float(row[j])) for j in np.argsort(-row, kind="stable")
+                         if not self._vetoed(self._template_names[j], probe)), None)
+            out.append(Candidate(*pick) if pick is not None else Candidate(None, -1.0))
+        return out
+
+    def kept_crops(self) -> tuple[list[tuple[int, bytes | None]], list[tuple[int, bytes | None]]]:
+        """(sample id, kept face crop JPEG or None) of every sample, and of every negative sample."""
+        with _sqlite_errors(self.path):
+            samples = [(int(r[0]), r[1]) for r in self.db.execute("SELECT id, crop FROM samples ORDER BY id")]
+            negatives = [(int(r[0]), r[1]) for r in self.db.execute("SELECT id, crop FROM negatives ORDER BY id")] \
+                if _has_table(self.db, "negatives") else []
+        return samples, negatives
+
+    def reembed(self, embed_crops, embedder: str, dim: int, *, drop_uncropped: bool = False) -> dict[str, int]:
+        """Move every vector to another embedder (``embed_crops``: BGR crops ``[N, S, S, 3]`` -> ``[N, dim]``),
+        re-embedding the kept face crops, in one transaction: all vectors change or none.
+
+        Samples without a kept crop (enrolled before crops were kept) cannot be moved: refused, naming how many,
+        unless ``drop_uncropped`` (they are then deleted; a person left with no sample is removed). Negative samples
+        without a crop are dropped either way (they are operator feedback, counted in the result)."""
+        self._require_writable()
+        samples, negatives = self.kept_crops()
+        bare = [sid for sid, blob in samples if blob is None]
+        if bare and not drop_uncropped:
+            raise GalleryError(f"{self.dir}: {len(bare)} of {len(samples)} samples have no kept face crop (enrolled "
+                               "before crops were kept); re-enroll those persons from photos, or pass --drop-uncropped")
+        keep = [(sid, blob) for sid, blob in samples if blob is not None]
+        keep_neg = [(nid, blob) for nid, blob in negatives if blob is not None]
+
+        def vectors(rows: list[tuple[int, bytes | None]]) -> np.ndarray:
+            if not rows:
+                return np.zeros((0, dim), np.float32)
+            crops = np.stack([decode_crop(b) for _, b in rows])  # type: ignore[arg-type]
+            out = np.asarray(embed_crops(crops), dtype=np.float32)
+            if out.shape != (len(rows), dim) or not np.all(np.isfinite(out)):
+                raise GalleryError(f"the new embedder gave {out.shape} vectors, expected ({len(rows)}, {dim})")
+            return out
+
+        new, new_neg = vectors(keep), vectors(keep_neg)
+        with _sqlite_errors(self.path), self.db:
+            cur = self.db.cursor()
+            cur.executemany("DELETE FROM samples WHERE id = ?", [(sid,) for sid in bare])
+            cur.executemany("DELETE FROM negatives WHERE id = ?", [(nid,) for nid, b in negatives if b is None])
+            cur.executemany("UPDATE samples SET embedding = ?, embedder = ? WHERE id = ?",
+                            [(v.tobytes(), embedder, sid) for v, (sid, _) in zip(new, keep)])
+            cur.executemany("UPDATE negatives SET embedding = ? WHERE id = ?",
+                            [(v.tobytes(), nid) for v, (nid, _) in zip(new_neg, keep_neg)])
+            emptied = cur.execute("DELETE FROM persons WHERE id NOT IN (SELECT person_id FROM samples)").rowcount
+            cur.execute("UPDATE meta SET value = ? WHERE key = 'dim'", (str(dim),))
+            cur.execute("INSERT OR REPLACE INTO meta VALUES ('embedder', ?)", (embedder,))
+            gen = self._bump(cur)
+        self.dim, self.embedder = dim, embedder
+        labels, vecs, mapping = self._rows()
+        index = self._build_index(labels, vecs)
+        self._save_index(index, gen)
+        self._load_feedback(labels, vecs, mapping)
+        self.index, self._labels_to_person, self.loaded_generation = index, mapping, gen
+        return {"samples": len(keep), "negatives": len(keep_neg), "dropped_samples": len(bare),
+                "dropped_negatives": len(negatives) - len(keep_neg), "persons_removed": int(emptied)}
+
     def _ranked(self, emb: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """Per probe, the persons among its ``k`` nearest samples with their best score, best first."""
         assert self.index is not None
@@ -745,6 +863,38 @@ class Gallery:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _crop_blobs(crops: list[np.ndarray | bytes | None] | None, n: int, name: str) -> list[bytes | None]:
+    """Each sample's face crop as JPEG bytes (None where there is none); ``GalleryError`` on a wrong count or type."""
+    if crops is None:
+        return [None] * n
+    if len(crops) != n:
+        raise GalleryError(f"{name!r}: {len(crops)} face crops for {n} samples")
+    out: list[bytes | None] = []
+    for c in crops:
+        if c is None or isinstance(c, (bytes, bytearray, memoryview)):
+            data = None if c is None else bytes(c)
+            if data is not None and not data.startswith(JPEG_MAGIC):
+                raise GalleryError(f"{name!r}: a face crop must be a JPEG image or a BGR array")
+            out.append(data)
+            continue
+        arr = np.asarray(c)
+        if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+            raise GalleryError(f"{name!r}: a face crop must be an HxWx3 uint8 BGR image, got {arr.shape} {arr.dtype}")
+        ok, buf = cv2.imencode(".jpg", arr, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
+        if not ok:
+            raise GalleryError(f"{name!r}: a face crop could not be encoded")
+        out.append(buf.tobytes())
+    return out
+
+
+def decode_crop(blob: bytes) -> np.ndarray:
+    """A kept face crop back as a BGR array."""
+    img = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise GalleryError("a kept face crop is not a readable JPEG")
+    return img
 
 
 def _read_rows(db: sqlite3.Connection, db_path: Path, dim: int) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:

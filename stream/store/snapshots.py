@@ -31,14 +31,14 @@ class Snapshots:
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
 
-    def write(self, camera: str, ts: float, track_id: int, chip_rgb: np.ndarray | None,
+    def write(self, camera: str, ts: float, track_id: int, chip_bgr: np.ndarray | None,
               frame_bgr: np.ndarray | None) -> tuple[str | None, str | None]:
         """Write the face chip and the full frame; their paths (None for what was not given)."""
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(ts)) + f"-{int(ts * 1000) % 1000:03d}"
         folder = self.root / camera
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         chip_path = frame_path = None
-        if chip_rgb is not None and write_jpeg(folder / f"{stamp}-{track_id}-face.jpg", chip_rgb, rgb=True):
+        if chip_bgr is not None and write_jpeg(folder / f"{stamp}-{track_id}-face.jpg", chip_bgr):
             chip_path = str(folder / f"{stamp}-{track_id}-face.jpg")
         if frame_bgr is not None and write_jpeg(folder / f"{stamp}-{track_id}-frame.jpg", frame_bgr):
             frame_path = str(folder / f"{stamp}-{track_id}-frame.jpg")
