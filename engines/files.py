@@ -7,6 +7,11 @@ import tempfile
 from pathlib import Path
 
 
+class ModelError(RuntimeError):
+    """A model source is missing or not the file we expect (here, below every model module, so that the model
+    store and each model's own source and converter can all raise it without importing one another)."""
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -22,6 +22,8 @@ import pytest
 import requests
 import yaml
 
+from stream.config import SHIPPED_CALIBRATIONS
+
 from browser_util import CHROMIUM, Proc, screenshot, wait_image_loaded
 from test_pipeline import GST_OK, RtspServer, free_port, live_clip, wait_for, write_config  # noqa: F401 (fixture)
 
@@ -278,7 +280,8 @@ def test_token_required_off_loopback_for_page_images_and_stream(browser, stack, 
     cfg = yaml.safe_load(stack["cfg"].read_text())
     cfg["api"] = {"enabled": True, "host": "0.0.0.0", "port": free_port()}
     cfg["metrics"] = {"enabled": False}
-    cfg["matching"]["gallery_size"] = 1  # calibrated for 1 person; 2 are enrolled now (after the "Is …" test)
+    # a record calibrated for 1 person; 2 are enrolled now (after the "Is …" test)
+    cfg["matching"]["calibration"] = {**SHIPPED_CALIBRATIONS["fast"].model_dump(), "gallery_size": 1}
     path = tmp_path / "token.yaml"
     path.write_text(yaml.safe_dump(cfg))
     serve = Proc(["-c", str(path), "serve"], tmp_path / "serve.log", env={"FACEWATCH_API_TOKEN": TOKEN})

@@ -66,8 +66,8 @@ def es8(tmp_path_factory, wild: Path) -> Path:
 
 def test_eval_verify_reports_the_configured_threshold_against_its_claim(small_pairs, wild):
     rep = cli("eval", "verify", "--pairs", str(small_pairs), "--root", str(wild / "ids"))
-    a, m = rep["at_threshold"], load_config().matching
-    assert a["threshold"] == m.threshold and a["far_claimed"] == m.threshold_far and a["gallery_size"] == m.gallery_size
+    a, m = rep["at_threshold"], load_config().calibration
+    assert a["threshold"] == m.threshold and a["far_claimed"] == m.far and a["gallery_size"] == m.gallery_size
     assert a["impostors"] == 100 and a["far"] == pytest.approx(a["false_accepts"] / 100)
     lo, hi = a["far_interval"]
     assert lo <= a["far"] <= hi and hi >= 0.0295  # 100 pairs: at best 0 of 100, upper bound ~3 %
@@ -86,10 +86,14 @@ def test_calibrate_uses_every_cross_identity_pair_and_writes_its_record(tmp_path
     assert res["impostors"] == 28 * 100 and res["identities"] == 8 and not res["sampled"]
     assert res["far_upper"] <= 0.02 and res["far_interval"][0] <= res["far"] <= res["far_upper"]
     assert res["threshold"] == pytest.approx(res["threshold_before_margin"] + res["margin"], abs=1e-9)
-    loaded = load_config(cfg).matching
-    assert loaded.threshold == pytest.approx(res["threshold"]) and loaded.threshold_far == pytest.approx(0.02)
-    assert loaded.threshold_impostors == 2800 and loaded.threshold_far_upper == pytest.approx(res["far_upper"], rel=1e-5)
-    assert "2800 impostor pairs" in loaded.threshold_source and "# my cameras" in cfg.read_text()
+    loaded = load_config(cfg).calibration
+    assert loaded.threshold == pytest.approx(res["threshold"]) and loaded.far == pytest.approx(0.02)
+    assert loaded.impostors == 2800 and loaded.far_upper == pytest.approx(res["far_upper"], rel=1e-5)
+    assert "2800 impostor pairs" in loaded.data and "# my cameras" in cfg.read_text()
+    assert loaded.profile == "fast" and loaded.embedder == load_config().embedder_id
+    t = res["track"]  # the track rule's threshold, calibrated on impostor passes, in the same record
+    assert loaded.track_threshold == pytest.approx(t["threshold"]) and loaded.track_impostors == t["impostors"] > 0
+    assert t["far_interval"][1] <= 0.02 and loaded.track_far_upper == pytest.approx(t["far_interval"][1], rel=1e-5)
     # the configured threshold measured again by eval identify: same pairs, same FAR, the claim kept
     rep = cli("-c", str(cfg), "eval", "identify", "--root", str(es8), "--enroll", "3")
     a = rep["at_threshold"]
@@ -148,12 +152,12 @@ def test_eval_identify_reports_rank1_fnir_and_fpir_growth(tmp_path, es8):
     fpir = [r["fpir"] for r in rep["fpir_vs_n"]]
     assert fpir == sorted(fpir)  # nested galleries: a bigger gallery never has fewer false matches
     assert plot.read_bytes()[:4] == b"\x89PNG"
-    a, m = rep["at_threshold"], load_config().matching
-    assert a["threshold"] == m.threshold and a["far_claimed"] == m.threshold_far
+    a, m = rep["at_threshold"], load_config().calibration
+    assert a["threshold"] == m.threshold and a["far_claimed"] == m.far
     # 8 identities hold no gallery of 10 plus a stranger: measured at 7, and it says so
     assert a["gallery_size"] == 10 and a["fpir_gallery_size"] == 7 and "N=7" in a["note"]
     assert a["nonmated_probes"] == 80 and a["fpir_interval"][0] <= a["fpir"] <= a["fpir_interval"][1]
-    assert a["fpir_claimed"] == pytest.approx(1 - (1 - m.threshold_far) ** 7)
+    assert a["fpir_claimed"] == pytest.approx(1 - (1 - m.far) ** 7)
     assert a["impostors"] == 2800 and a["far"] == pytest.approx(a["false_accepts"] / 2800)
     assert a["genuine"] == 8 * 7 and a["tar"] is not None and 0 <= a["tar"] <= 1
 

@@ -8,6 +8,7 @@ import click
 from stream.cli.common import (Group, UserError, emit, get_analyzer, get_config, json_option, register_error,
                                show_progress)
 from stream.eval.photos import EvalError
+from stream.eval.passes import DEFAULT_DRAWS, TRACK_MARGIN
 from stream.eval.rates import DEFAULT_MARGIN, RateAt, TooFewTrials, at_threshold_line
 
 register_error(EvalError, "eval_input")
@@ -104,29 +105,69 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4%}"
 
 
+def _how(r: dict) -> str:
+    check = r["fpir_check"] or {}
+    raised = "overrules" in check.get("verdict", "")
+    return (f"{r['threshold_before_margin']:.4f} (FAR bound {r['far_threshold']:.4f}"
+            + (f", raised for FPIR at N={check['gallery_size']}" if raised else "") + f") + margin {r['margin']:g}")
+
+
+def _fpir_line(f: dict, probes: str) -> str:
+    if f.get("fpir") is None:
+        return f"FPIR: {f['note']}"
+    return (f"FPIR at N={f['measured_at']}: {_pct(f['fpir'])} ({f['nonmated_probes']} non-mated {probes}), 95% interval "
+            f"{_pct(f['interval'][0])}-{_pct(f['interval'][1])}; formula predicts {_pct(f['claimed'])}"
+            + (f"; TPIR {_pct(f['tpir'])}" if f.get("tpir") is not None else "") + (f" ({f['note']})" if f["note"] else ""))
+
+
+def _unseen_line(h: dict, trials: str) -> str:
+    """FAR / FPIR / TAR of an unseen identity half at the threshold the other half chose."""
+    n_imp = h.get("impostor_pairs", h.get("impostor_passes"))
+    far = (f"FAR {_pct(h['far'])} ({h['false_accepts']} of {n_imp} impostor {trials}), 95% interval "
+           f"{_pct(h['far_interval'][0])}-{_pct(h['far_interval'][1])}" if h["far"] is not None else f"FAR n/a (no {trials})")
+    n_gen = h.get("genuine_pairs", h.get("genuine_passes"))
+    return f"{far}; TAR at the claim {_pct(h['tar'])} of {n_gen} genuine {trials}; {_fpir_line(h['fpir'], trials)}"
+
+
+def _track_lines(t: dict, title: str) -> list[str]:
+    p = t["passes"]
+    return [f"{title} ({t['rule']}; {p['how']}): threshold {t['threshold']:.4f} = {_how(t)}",
+            f"  pass FAR at it on the calibration data: {_pct(t['far'])} ({t['false_accepts']} of {t['impostors']} "
+            f"impostor passes), 95% interval {_pct(t['far_interval'][0])}-{_pct(t['far_interval'][1])}; claim "
+            f"{_pct(t['per_comparison_far'])} per track",
+            f"  {_fpir_line(t['fpir'], 'passes')}",
+            f"  1:N check at N={t['fpir_check']['gallery_size']}: {t['fpir_check']['verdict']}",
+            f"  TAR: {_pct(t['tar'])} of {t['genuine_passes']} genuine passes ({p['template_identities']} identities "
+            f"with a template)"]
+
+
 def _calibrate_lines(res: dict) -> list[str]:
-    lines = [f"threshold {res['threshold']:.4f}: {res['source']}",
+    lines = [f"per photo pair: threshold {res['threshold']:.4f} = {_how(res)}",
              f"  FAR at it on the calibration data: {_pct(res['far'])} ({res['false_accepts']} of {res['impostors']} "
              f"impostor pairs), 95% interval {_pct(res['far_interval'][0])}-{_pct(res['far_interval'][1])}; "
-             f"claim {_pct(res['per_comparison_far'])}"]
-    f = res["fpir"]
-    if f.get("fpir") is not None:
-        lines.append(f"  FPIR at N={f['measured_at']}: {_pct(f['fpir'])} ({f['nonmated_probes']} non-mated probes), 95% "
-                     f"interval {_pct(f['interval'][0])}-{_pct(f['interval'][1])}; formula predicts {_pct(f['claimed'])}"
-                     + (f" ({f['note']})" if f["note"] else ""))
+             f"claim {_pct(res['per_comparison_far'])}",
+             f"  {_fpir_line(res['fpir'], 'probes')}",
+             f"  1:N check at N={res['fpir_check']['gallery_size']}: {res['fpir_check']['verdict']}",
+             f"  TAR: {_pct(res['tar'])} of {res['genuine_pairs']} same-identity pairs"]
+    t = res.get("track")
+    if t:
+        lines += _track_lines(t, "per track")
+        lines.append(f"  promise: {t['promise']}")
     else:
-        lines.append(f"  FPIR: {f['note']}")
-    lines.append(f"  1:N check at N={res['fpir_check']['gallery_size']}: {res['fpir_check']['verdict']}")
+        lines.append("per track: not calibrated (see the warning); the record's track_threshold is null")
+    c = res.get("track_cohort_norm")
+    if c:
+        lines += _track_lines(c, "cohort-normalised track score (a measurement, never written)")
     h = res.get("holdout")
     if h:
-        hf = h["fpir"]
-        lines.append(f"  held-out identities ({len(h['held_out'])}, not calibrated on): FAR "
-                     + (f"{_pct(h['far'])} ({h['false_accepts']} of {h['impostor_pairs']}), 95% interval "
-                        f"{_pct(h['far_interval'][0])}-{_pct(h['far_interval'][1])}" if h["far"] is not None else "n/a (no pairs)")
-                     + f"; TAR {_pct(h['tar'])}; "
-                     + (f"FPIR at N={hf['measured_at']} {_pct(hf['fpir'])}, 95% interval {_pct(hf['interval'][0])}-"
-                        f"{_pct(hf['interval'][1])} (formula {_pct(hf['claimed'])})" if hf.get("fpir") is not None
-                        else f"FPIR: {hf['note']}"))
+        lines.append(f"held-out identities ({len(h['held_out'])}, not calibrated on), at the thresholds the other "
+                     f"{res['identities']} chose:")
+        lines.append(f"  per photo pair at {res['threshold']:.4f}: {_unseen_line(h, 'pairs')}")
+        if t and t.get("holdout"):
+            lines.append(f"  per track at {t['threshold']:.4f}: {_unseen_line(t['holdout'], 'passes')}")
+        if c and c.get("holdout"):
+            lines.append(f"  cohort-normalised track at {c['threshold']:.4f}: {_unseen_line(c['holdout'], 'passes')}")
+    lines.append(f"record: {res['calibration']['data']}")
     return lines
 
 
@@ -136,40 +177,63 @@ def _calibrate_lines(res: dict) -> list[str]:
 @click.option("--pairs", "pairs_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="LFW pairs file: its same-person pairs measure TAR (impostors still come from every cross-identity pair)")
 @click.option("--target-far", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001, show_default=True,
-              help="target FAR (1:1), or target FPIR with --gallery-size; met by the 95% upper bound")
+              help="target FAR per photo pair and per track (1:1), or target FPIR with --gallery-size; met by the 95% upper bound")
 @click.option("--gallery-size", type=click.IntRange(1), default=None,
               help="1:N: gallery size N the FPIR is meant for; the formula's threshold is checked on galleries of N")
 @click.option("--only", default=None, help="use only identities whose folder name starts with this (one data family)")
-@click.option("--within-families", is_flag=True, help="impostor pairs and galleries only within one family "
-              "(folder-name prefix before the first '_'): for data gathered from sources that may share a person")
+@click.option("--within-families", is_flag=True, help="impostor pairs, impostor passes and galleries only within one "
+              "family (folder-name prefix before the first '_'): for data gathered from sources that may share a person")
 @click.option("--margin", type=click.FloatRange(0, 0.5), default=None,
-              help="score added above the threshold the data supports, for people it does not hold "
+              help="score added above the per-photo threshold the data supports, for people it does not hold "
                    f"[default: {DEFAULT_MARGIN}, from identity splits of wild_dev: README Accuracy]")
+@click.option("--track-margin", type=click.FloatRange(0, 0.5), default=None,
+              help=f"the same for the track threshold [default: {TRACK_MARGIN}, from identity splits of wild_dev: "
+                   "tools/threshold_splits.py --rule track --derive]")
+@click.option("--pass-length", type=click.IntRange(1, 100), default=None,
+              help="photos per pass, standing in for a track's embeddings [default: matching.max_embeddings_per_track]")
+@click.option("--min-chips", type=click.IntRange(1, 100), default=None,
+              help="embeddings a track needs before it is decided; a pass is scored by its best prefix from here on "
+                   "[default: matching.votes]")
+@click.option("--draws", type=click.IntRange(1, 100_000), default=DEFAULT_DRAWS, show_default=True,
+              help="seeded draws of an enrolment set and a pass per identity")
+@click.option("--cohort-norm", is_flag=True, help="also measure the cohort-normalised track score (off in the product: "
+              "it did not win on unseen identity halves; never written)")
 @click.option("--holdout-identities", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
-              help="calibrate on the other identities and report FAR / FPIR on this random fraction of them")
+              help="calibrate on the other identities and report FAR / FPIR / TAR of both rules on this random fraction of them")
 @click.option("--allow-weak", is_flag=True, help="when the data cannot support the target, warn and go on")
 @click.option("--enroll", "enroll_k", default=3, show_default=True, type=click.IntRange(1, 1000),
-              help="photos enrolled per identity for FPIR")
+              help="photos enrolled per identity for FPIR, and per template of the pass trials")
 @click.option("--max-impostors", type=click.IntRange(1000), default=5_000_000, show_default=True,
-              help="above this many cross-identity pairs, a seeded uniform sample of this many")
-@click.option("--seed", type=int, default=0, show_default=True, help="for sampling and --holdout-identities")
-@click.option("--write", "write_to", type=click.Path(dir_okay=False), default=None, help="config file to write the threshold into")
+              help="above this many cross-identity pairs (or impostor passes), a seeded sample of this many")
+@click.option("--seed", type=int, default=0, show_default=True, help="for sampling, the pass draws and --holdout-identities")
+@click.option("--write", "write_to", type=click.Path(dir_okay=False), default=None,
+              help="config file to write the calibration record (matching.calibration) into")
 @json_option
 @click.pass_context
 def calibrate(ctx: click.Context, root: str, pairs_file: str | None, target_far: float, gallery_size: int | None,
-              only: str | None, within_families: bool, margin: float | None, holdout_identities: float | None,
-              allow_weak: bool, enroll_k: int, max_impostors: int, seed: int, write_to: str | None) -> None:
-    """Pick the threshold whose false-accept rate (or FPIR at gallery size N) keeps the target with 95%
-    confidence, and write it with its record into a config."""
-    from stream.eval.calibrate import calibrate_threshold, check_writable, describe, holdout_check, write_threshold
+              only: str | None, within_families: bool, margin: float | None, track_margin: float | None,
+              pass_length: int | None, min_chips: int | None, draws: int, cohort_norm: bool,
+              holdout_identities: float | None, allow_weak: bool, enroll_k: int, max_impostors: int, seed: int,
+              write_to: str | None) -> None:
+    """Pick the per-photo threshold and the track threshold whose false-accept rates (or FPIR at gallery size N)
+    keep the target with 95% confidence, and write them as one calibration record into a config."""
+    from engines.profiles import profile
+    from stream.eval.calibrate import (calibrate as calibrate_both, calibration_record, check_writable, describe,
+                                       holdout_check, write_calibration)
+    from stream.eval.passes import PassError, pass_trials
     from stream.eval.photos import (EmbeddingCache, embed_labelled, list_identities, pair_scores, parse_pairs,
                                     require_photos)
 
+    if cohort_norm and write_to:
+        raise UserError("--cohort-norm is a measurement: the live track rule does not normalise scores, so its "
+                        "threshold is never written; drop --write or --cohort-norm", code="usage")
     pairs = parse_pairs(Path(pairs_file)) if pairs_file else None
     list_identities(Path(root), only)  # an empty or one-person folder fails here, before the models load
     if write_to:
         check_writable(Path(write_to))
     cfg = get_config(ctx)
+    length = pass_length or cfg.matching.max_embeddings_per_track
+    chips = min(min_chips or cfg.matching.votes, length)  # the match stage decides from min(votes, max embeddings)
     analyzer = get_analyzer(ctx)
     cache = EmbeddingCache(analyzer, Path(root))
     genuine = None
@@ -178,15 +242,25 @@ def calibrate(ctx: click.Context, root: str, pairs_file: str | None, target_far:
         same = [p for p in pairs if p.same]
         genuine = pair_scores(cache, same, show_progress(ctx))
     ls = embed_labelled(cache, Path(root), only, progress=show_progress(ctx))
+    warnings: list[str] = []
+    try:
+        trials = pass_trials(ls, enroll=enroll_k, length=length, min_chips=chips, draws=draws, seed=seed,
+                             within_families=within_families, max_passes=max_impostors)
+    except PassError as exc:
+        if not allow_weak:
+            raise UserError(f"{exc} (--allow-weak calibrates the per-photo threshold alone)", code="eval_input") from None
+        trials = None
+        warnings.append(f"WEAK: the track rule is not calibrated: {exc}")
     kw = dict(gallery_size=gallery_size, check_gallery_size=cfg.calibration.gallery_size,
               margin=DEFAULT_MARGIN if margin is None else margin, enroll=enroll_k, within_families=within_families,
-              max_pairs=max_impostors, seed=seed, allow_weak=allow_weak)
+              max_pairs=max_impostors, seed=seed, allow_weak=allow_weak, trials=trials, cohort_norm=cohort_norm,
+              track_margin=TRACK_MARGIN if track_margin is None else track_margin)
     try:
         if holdout_identities:
             res = holdout_check(ls, holdout_identities, target_far, **kw)
         else:
-            res = calibrate_threshold(ls, target_far, genuine=genuine, **kw)
-    except TooFewTrials as exc:  # the data cannot support the target: say what it can
+            res = calibrate_both(ls, target_far, genuine=genuine, **kw)
+    except (TooFewTrials, PassError) as exc:  # the data cannot support the target: say what it can
         raise UserError(str(exc), code="eval_input") from None
     command = (f"facewatch calibrate --root {root}" + (f" --only {only}" if only else "")
                + (" --within-families" if within_families else "") + f" --target-far {target_far:g}"
@@ -195,9 +269,15 @@ def calibrate(ctx: click.Context, root: str, pairs_file: str | None, target_far:
     res["source"] = describe(res, command)
     if genuine is not None:
         res["tar_pairs_file"] = str(pairs_file)
+    res["warnings"] = warnings + res["warnings"] + (res["track"]["warnings"] if res["track"] else [])
+    res["weak"] = bool(res["warnings"])
+    prof = cfg.recognition.profile
+    res["calibration"] = calibration_record(res, prof, profile(prof).id)
+    if res["track"]:
+        res["promise"] = res["track"]["promise"]
     for w in res["warnings"]:  # loud: on stderr even with -q, and in the JSON
         click.echo(f"facewatch: WARNING: {w}", err=True)
     if write_to:
-        write_threshold(Path(write_to), res)
+        write_calibration(Path(write_to), res["calibration"])
         res["written_to"] = write_to
     emit(ctx, res, "\n".join(_calibrate_lines(res)) + (f"\nwritten to {write_to}" if write_to else ""))

