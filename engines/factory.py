@@ -45,9 +45,8 @@ def detector_profile(max_batch: int, opt_batch: int, detector_input: tuple[int, 
     return profile_for("detector", max_batch=max_batch, opt_batch=min(opt_batch, max_batch), input_hw=tuple(detector_input))
 
 
-def embedder_profile(max_batch: int, opt_batch: int | None = None, chip_size: int = CHIP_SIZE,
-                     model: str = "embedder") -> EngineProfile:
-    return profile_for(model, max_batch=max_batch, opt_batch=opt_batch, input_hw=(chip_size, chip_size))
+def embedder_profile(max_batch: int, opt_batch: int | None = None, chip_size: int = CHIP_SIZE) -> EngineProfile:
+    return profile_for("embedder", max_batch=max_batch, opt_batch=opt_batch, input_hw=(chip_size, chip_size))
 
 
 def load_detector(store: ModelStore, choice: EngineChoice, params: DetectorParams, *, max_batch: int,
@@ -79,8 +78,7 @@ def load_model_embedder(store: ModelStore, choice: EngineChoice, model: str, *, 
     """One embedder model (``FaceEmbedder.name``) on the chosen backend."""
     cls, file = embedder_class(model)
     trt = {"precision": choice.precision, "rebuild": choice.rebuild,
-           "profile": embedder_profile(max_batch, chip_size=cls.chip_size,
-                                       model="embedder" if cls is Embedder else model)}
+           "profile": embedder_profile(max_batch, chip_size=cls.chip_size)}
     backend = create_backend(store.path(file), choice.engine, threads=choice.threads,
                              shared_cpu=choice.shared_cpu, trt_options=trt)
     return cls(backend, max_batch=max_batch)

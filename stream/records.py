@@ -47,6 +47,11 @@ class Event(_Record):
                              "track's mean embedding against the person's template) or votes (best single comparison)")
     chips_used: int | None = Field(None, description="embeddings of the track the decision rests on")
     embedder: str | None = Field(None, description="profile id of the vectors that decided it (engines/profiles.py)")
+    relabel_name: str | None = Field(None, description="who this unknown face was found to be after they were enrolled "
+                                     "(facewatch events relabel); kind, identity and score keep the original decision")
+    relabel_score: float | None = Field(None, description="the face's score against relabel_name when it was relabelled")
+    relabel_at: float | None = Field(None, description="wall-clock time of the relabelling")
+    relabel_by: str | None = Field(None, description="who relabelled it: cli or api")
     deliveries: dict[str, DeliveryState] | None = Field(
         None, description="sink -> delivery state, filled by the event store; None = not looked up")
 
@@ -54,7 +59,7 @@ class Event(_Record):
     PUBLIC_FIELDS: ClassVar[tuple[str, ...]] = (
         "id", "ts", "ts_capture", "camera", "kind", "identity", "score", "threshold", "track_id", "latency_ms", "box",
         "chip_path", "frame_path", "source", "video_file", "video_time", "unknown_id", "feedback", "feedback_identity", "rule", "chips_used",
-        "embedder")
+        "embedder", "relabel_name", "relabel_score", "relabel_at", "relabel_by")
 
     def public(self) -> dict:
         return self.model_dump(include=set(self.PUBLIC_FIELDS))

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
+from stream.config import SHIPPED_CALIBRATIONS
 from stream.records import Event
 from stream.store.events import EventStore
 from stream.store.snapshots import Snapshots
@@ -158,7 +159,10 @@ def test_health_ready_threshold_openapi(client, world):
     r = client.get("/api/ready").json()
     assert r["ready"] is True and r["checks"]["gallery"] == "ok" and r["checks"]["event_store"] == "ok"
     th = client.get("/api/threshold").json()
-    assert th["threshold"] == pytest.approx(0.9508) and th["far"] == pytest.approx(0.001)
+    shipped = SHIPPED_CALIBRATIONS["fast"]
+    assert th["threshold"] == pytest.approx(shipped.threshold) and th["far"] == pytest.approx(0.001)
+    assert th["rule"] == "votes" and th["votes_far_upper"] == pytest.approx(shipped.votes_far_upper)
+    assert th["votes_threshold"] == pytest.approx(max(shipped.threshold, shipped.votes_threshold))
     assert th["gallery_size"] == 10 and th["enrolled"] >= 1 and "calibrate" in th["source"]
     paths = client.get("/api/openapi.json").json()["paths"]
     for p in ("/api/events", "/api/events/{event_id}/confirm", "/api/events/{event_id}/reject", "/api/search",

@@ -246,7 +246,7 @@ CASES: list[Case] = [
     # --- run: checked before anything starts
     C("run-legacy-threshold-track-rule", lambda c: ["-c", c.config("r0t.json", cameras=[{"name": "a", "source": c.p("gone.mp4")}],
                                                                   matching={"gallery": c.p("gallery"), "threshold": 0.9},
-                                                                  data_dir=c.p("d0t")),
+                                                                  recognition={"rule": "track"}, data_dir=c.p("d0t")),
                                                     "run"], 2, "no track_threshold", "recognition.rule: votes",
       code="preflight"),
     C("run-no-camera", lambda c: ["-c", c.config("r0.json"), "run"], 2, "no enabled camera", code="preflight"),

@@ -253,6 +253,17 @@ class TestAlertRules:
 
 # ============================================================================================ EmbeddingBudget
 class TestEmbeddingBudget:
+    def test_min_gap_spreads_the_budget_over_the_track_on_the_frame_clock(self):
+        b = EmbeddingBudget(limit=3, min_gap_s=0.3)
+        times = [0.0, 0.1, 0.2, 0.3, 0.4, 0.65, 0.7]
+        got = [bool(b.choose([1], [1.0], now=100.0, frame_times=[t])[0]) for t in times]
+        assert got == [True, False, False, True, False, True, False]  # 0.0, 0.3, 0.65: 3 spaced looks
+        # two faces of one track in one frame: one look; another track has its own clock
+        c = EmbeddingBudget(limit=5, min_gap_s=0.3)
+        assert c.choose([1, 1, 2], [0.9, 1.0, 0.5], now=0.0, frame_times=[5.0, 5.0, 5.0]).tolist() == [False, True, True]
+        # a file scanned again (its clock goes back) starts the spacing over
+        assert c.choose([1], [1.0], now=1.0, frame_times=[0.1]).tolist() == [True]
+
     def test_at_most_limit_per_track_across_calls(self):
         b = EmbeddingBudget(limit=3)
         got = [bool(b.choose([7], [0.9], now=float(i))[0]) for i in range(6)]
@@ -470,3 +481,15 @@ class TestLiveBatchCut:
         c.cut([F("a", 2)], now=2.0)
         assert c.served == {"a": 2.0}
         assert cams(c.cut([F("a", 3), F("b", 1)], now=3.0)[0]) == ["b"]
+
+
+def test_one_vote_names_a_person_at_once_but_unknown_needs_two_misses():
+    v = vote(needed=1)
+    v.add(None, 0.3)
+    assert v.decide() is None  # one blurred first chip does not make the track unknown
+    v.add("alice", 0.97)
+    assert v.decide() == ("watchlist", "alice", 0.97)
+    w = vote(needed=1)
+    w.add(None, 0.3)
+    w.add(None, 0.4)
+    assert w.decide() == ("unknown", None, 0.4)

@@ -82,7 +82,7 @@ def test_eval_verify_reports_the_configured_threshold_against_its_claim(small_pa
 def test_calibrate_uses_every_cross_identity_pair_and_writes_its_record(tmp_path, es8):
     cfg = tmp_path / "my.yaml"
     cfg.write_text("# my cameras\ncameras: []\n")
-    res = cli("calibrate", "--root", str(es8), "--target-far", "0.02", "--write", str(cfg))
+    res = cli("calibrate", "--pass-length", "5", "--root", str(es8), "--target-far", "0.02", "--write", str(cfg))
     assert res["impostors"] == 28 * 100 and res["identities"] == 8 and not res["sampled"]
     assert res["far_upper"] <= 0.02 and res["far_interval"][0] <= res["far"] <= res["far_upper"]
     assert res["threshold"] == pytest.approx(res["threshold_before_margin"] + res["margin"], abs=1e-9)
@@ -105,11 +105,11 @@ def test_calibrate_refuses_a_far_the_data_cannot_support_and_names_what_it_can(t
     cfg = tmp_path / "keep.yaml"
     cfg.write_text("cameras: []\n")
     before = cfg.read_text()
-    out = CliRunner().invoke(main, ["calibrate", "--root", str(es8), "--target-far", "0.001", "--write", str(cfg)])
+    out = CliRunner().invoke(main, ["calibrate", "--pass-length", "5", "--root", str(es8), "--target-far", "0.001", "--write", str(cfg)])
     supportable = 1 - 0.05 ** (1 / 2800)  # 0.00107: 2,800 pairs with none accepted
     assert out.exit_code == 2 and out.stderr.count("\n") == 1
     assert "2800 impostor pairs" in out.stderr and f"{supportable:.3g}" in out.stderr and cfg.read_text() == before
-    weak = CliRunner().invoke(main, ["--json", "calibrate", "--root", str(es8), "--target-far", "0.001", "--allow-weak"])
+    weak = CliRunner().invoke(main, ["--json", "calibrate", "--pass-length", "5", "--root", str(es8), "--target-far", "0.001", "--allow-weak"])
     res = json.loads(weak.stdout)
     assert weak.exit_code == 0 and res["weak"] and "WARNING" in weak.stderr
     assert res["false_accepts"] == 0 and res["per_comparison_far"] == pytest.approx(supportable)  # claims what it can
@@ -120,13 +120,13 @@ def test_calibrate_takes_tar_from_a_pairs_file_but_impostors_from_every_pair(tmp
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("1\t4\n" + "".join(f"{n} 1 2\n" for n in names[:4])
                      + "".join(f"{a} 1 {b} 1\n" for a, b in zip(names[:4], names[4:])))
-    res = cli("calibrate", "--root", str(es8), "--pairs", str(pairs), "--target-far", "0.05")
+    res = cli("calibrate", "--pass-length", "5", "--root", str(es8), "--pairs", str(pairs), "--target-far", "0.05")
     assert res["genuine_pairs"] == 4 and res["impostors"] == 2800 and res["tar_pairs_file"] == str(pairs)
 
 
 def test_calibrate_for_a_gallery_checks_fpir_on_galleries_of_that_size(es8):
-    one = cli("calibrate", "--root", str(es8), "--target-far", "0.1", "--margin", "0")
-    many = cli("calibrate", "--root", str(es8), "--target-far", "0.1", "--gallery-size", "5", "--margin", "0")
+    one = cli("calibrate", "--pass-length", "5", "--root", str(es8), "--target-far", "0.1", "--margin", "0")
+    many = cli("calibrate", "--pass-length", "5", "--root", str(es8), "--target-far", "0.1", "--gallery-size", "5", "--margin", "0")
     assert many["per_comparison_far"] < one["per_comparison_far"] and many["threshold"] >= one["threshold"]
     check = many["fpir_check"]
     assert check["gallery_size"] == 5 and check["final"]["interval"][1] <= 0.1
@@ -134,7 +134,7 @@ def test_calibrate_for_a_gallery_checks_fpir_on_galleries_of_that_size(es8):
 
 
 def test_calibrate_holdout_identities_reports_the_unseen_part(es8):
-    res = cli("calibrate", "--root", str(es8), "--target-far", "0.05", "--holdout-identities", "0.5", "--seed", "1")
+    res = cli("calibrate", "--pass-length", "5", "--root", str(es8), "--target-far", "0.05", "--holdout-identities", "0.5", "--seed", "1")
     h = res["holdout"]
     assert len(h["held_out"]) == 4 and set(h["held_out"]).isdisjoint(h["calibrated_on"]) and res["identities"] == 4
     assert h["impostor_pairs"] == 6 * 100 and h["far_interval"][0] <= h["far"] <= h["far_interval"][1]
@@ -169,3 +169,11 @@ def test_eval_detect_on_the_dev_detection_set(tmp_path, faces_root):
     assert rep["faces"] > 0 and rep["detection_rate"] >= 0.9 and rep["miss_rate"] == pytest.approx(1 - rep["detection_rate"])
     assert rep["false_per_image"] <= 0.5 and rep["mean_latency_ms"] > 0
     assert yaml.safe_load(json.dumps(rep))  # plain JSON types only
+
+
+def test_calibrate_says_when_the_photos_are_too_few_for_passes_of_a_tracks_looks(es8):
+    # es8 has 10 photos per identity: 3 to enrol + a pass of matching.max_embeddings_per_track (10) cannot be drawn
+    out = CliRunner().invoke(main, ["calibrate", "--root", str(es8), "--target-far", "0.02"])
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    line = out.stderr.strip()
+    assert "\n" not in line and "13 photos" in line and "--pass-length" in line

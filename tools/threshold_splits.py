@@ -17,7 +17,7 @@ how a threshold from one population behaves on another.
 embedding against a person's template), on the pass trials ``facewatch calibrate`` calibrates it on
 (``stream.eval.passes``: templates of ``--enroll`` photos, passes of ``--pass-length`` photos scored from
 ``--min-chips`` on, the max over prefixes): FAR is over impostor passes, FPIR over every gallery of N templates,
-TAR over genuine passes, and ``--derive`` derives ``TRACK_MARGIN``. ``--cohort-norm`` (with ``--rule track``) runs
+TAR over genuine passes, and ``--derive`` derives the track margin of ``stream.eval.rates.MARGINS``. ``--cohort-norm`` (with ``--rule track``) runs
 the cohort-normalised track score next to it (``stream.eval.passes.cohort_normalised``: the calibration half is
 the cohort, each trial leaving out its two identities; the unseen half is normalised against the calibration
 half) and ends with the comparison at the same promise: margin needed, what it costs, TAR on the unseen half.
@@ -42,15 +42,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stream.config import load_config  # noqa: E402
-from stream.eval.calibrate import (DEFAULT_MARGIN, calibrate_threshold, calibrate_track, measure_at,  # noqa: E402
+from engines.files import ModelError  # noqa: E402
+from engines.profiles import PROFILE_NAMES  # noqa: E402
+from stream.config import SHIPPED_CALIBRATIONS, load_config  # noqa: E402
+from stream.eval.calibrate import (calibrate_threshold, calibrate_track, measure_at,  # noqa: E402
                                    measure_tracks_at, split_identities)
 from stream.eval.identify import OpenSet, largest_measurable_gallery, open_set  # noqa: E402
-from stream.eval.passes import (COHORT_NORM_MARGIN, DEFAULT_DRAWS, TRACK_MARGIN, PassTrials,  # noqa: E402
+from stream.eval.passes import (COHORT_NORM_MARGIN, DEFAULT_DRAWS, PassTrials,  # noqa: E402
                                 cohort_normalised, pass_trials)
 from stream.eval.photos import (EmbeddingCache, EvalError, LabelledPhotos, embed_labelled,  # noqa: E402
                                 impostor_scores, list_identities)
-from stream.eval.rates import TooFewTrials, fpir_for_far, threshold_at_false_rate  # noqa: E402
+from stream.eval.rates import MARGINS, TooFewTrials, fpir_for_far, threshold_at_false_rate  # noqa: E402
 
 
 def pct(x: float | None, digits: int = 3) -> str:
@@ -109,7 +111,7 @@ def photo_rule(ls: LabelledPhotos, a: argparse.Namespace) -> Rule:
         largest = largest_measurable_gallery(ls, ids, a.within_families)
         return needed(imp, lambda n: open_set(ls, n, a.enroll, ids, a.within_families), largest, a)
 
-    return Rule("photo", cal, meas, need, a.margin if a.margin is not None else DEFAULT_MARGIN)
+    return Rule("photo", cal, meas, need, a.margin if a.margin is not None else MARGINS[a.profile].photo)
 
 
 def track_rule(ls: LabelledPhotos, a: argparse.Namespace, trials: PassTrials, cohort: bool = False) -> Rule:
@@ -133,11 +135,30 @@ def track_rule(ls: LabelledPhotos, a: argparse.Namespace, trials: PassTrials, co
         t = view(ids, calib)
         return needed(t.impostors(), t.open_set, t.largest_gallery(), a)
 
-    default = COHORT_NORM_MARGIN if cohort else TRACK_MARGIN
+    default = COHORT_NORM_MARGIN if cohort else MARGINS[a.profile].track
     margin = a.cohort_margin if cohort and a.cohort_margin is not None else (
         a.margin if not cohort and a.margin is not None else default)
-    return Rule("track, cohort-normalised" if cohort else "track", cal, meas, need, margin,
+    return Rule("track, cohort-normalised" if cohort else trials.rule, cal, meas, need, margin,
                 "impostor sd (z)" if cohort else "cosine", "passes")
+
+
+def votes_live_rule(ls: LabelledPhotos, a: argparse.Namespace, trials: PassTrials) -> Rule:
+    """What ``recognition.rule: votes`` runs (``Config.votes_threshold``): the higher of the per-photo threshold
+    (photo rule and margin) and the votes passes' own threshold (plus the votes margin), both calibrated on one
+    half; the unseen half's votes passes measured at it. Does the per-track promise hold for people the
+    calibration never saw?"""
+    photo = photo_rule(ls, a)
+    votes = track_rule(ls, a, trials)
+    vm = a.margin if a.margin is not None else MARGINS[a.profile].votes
+
+    def cal(ids: np.ndarray | None, margin: float, seed: int) -> dict:
+        p, v = photo.calibrate(ids, photo.margin, seed), votes.calibrate(ids, margin, seed)
+        out = dict(p if p["threshold"] >= v["threshold"] else v)
+        out["shift_from"] = v["threshold_before_margin"]  # what the votes margin is added to (derive_shifts)
+        return out
+
+    return Rule("votes as run (the higher of the per-photo and the votes threshold)", cal, votes.measure,
+                votes.needed, vm, "cosine", "passes")
 
 
 def needed(imp: np.ndarray, make_open_set: Callable[[int], OpenSet], largest: int, a: argparse.Namespace) -> float | None:
@@ -248,7 +269,10 @@ def derive_shifts(ls: LabelledPhotos, a: argparse.Namespace, r: Rule) -> list[fl
             continue
         need = r.needed(held, keep)
         if need is not None:
-            shifts.append(need - res["threshold"])
+            # votes as run: max(per-photo threshold, votes threshold + margin); a split the per-photo threshold
+            # already covers needs no votes margin, one it does not needs need - the votes threshold
+            base = res["threshold"] if need <= res["threshold"] else res.get("shift_from", res["threshold"])
+            shifts.append(need - base)
     return shifts
 
 
@@ -297,11 +321,13 @@ def compare(name: str, plain: tuple[Rule, list[dict]], other: tuple[Rule, list[d
 
 def across(sets: dict[str, LabelledPhotos], a: argparse.Namespace, rules: dict[str, Rule]) -> list[str]:
     """Calibrated on all of one population, measured on all of another (and the shipped default on each)."""
-    shipped = load_config().calibration
+    shipped = SHIPPED_CALIBRATIONS.get(a.profile)
     kind = next(iter(rules.values())).name
-    out = [f"\n## one population's {kind} threshold on another (claim FAR {pct(a.target_far)}, FPIR at N={a.gallery_size})\n",
+    out = [f"\n## one population's threshold ({kind}) on another (claim FAR {pct(a.target_far)}, FPIR at N={a.gallery_size})\n",
            "| calibrated on | threshold | measured on | FAR [95% CI] | FPIR@N [95% CI] | TAR |", "|---|---|---|---|---|---|"]
-    default = shipped.threshold if kind == "photo" else shipped.track_threshold
+    per_photo = kind == "photo"
+    default = (None if shipped is None else shipped.threshold if per_photo else
+               max(shipped.threshold, shipped.votes_threshold or -1.0) if kind.startswith("votes") else shipped.track_threshold)
     thresholds = {"shipped default": default} if default is not None else {}
     for name, r in rules.items():
         try:
@@ -327,10 +353,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help="first split's seed")
     ap.add_argument("--target-far", type=float, default=0.001)
     ap.add_argument("--margin", type=float, default=None,
-                    help=f"score margin [default: {DEFAULT_MARGIN} photo, {TRACK_MARGIN} track]")
-    ap.add_argument("--rule", choices=("photo", "track"), default="photo",
-                    help="photo = one photo pair (the per-photo threshold); track = the track rule on pass trials")
-    ap.add_argument("--pass-length", type=int, default=5, help="track: photos per pass (matching.max_embeddings_per_track)")
+                    help="score margin [default: the profile's, stream.eval.rates.MARGINS]")
+    ap.add_argument("--rule", choices=("photo", "track", "votes", "votes-live"), default="photo",
+                    help="photo = one photo pair (the per-photo threshold); track = the track rule on pass trials; "
+                         "votes = the votes passes' own threshold; votes-live = the higher of that and the per-photo "
+                         "threshold (what recognition.rule: votes runs)")
+    ap.add_argument("--pass-length", type=int, default=10, help="track: photos per pass (matching.max_embeddings_per_track)")
     ap.add_argument("--min-chips", type=int, default=2, help="track: first prefix that decides (matching.votes)")
     ap.add_argument("--draws", type=int, default=DEFAULT_DRAWS, help="track: seeded draws per identity")
     ap.add_argument("--cohort-norm", action="store_true",
@@ -344,16 +372,19 @@ def main() -> int:
     ap.add_argument("--derive", type=int, default=0, help="also derive the margin from this many further splits")
     ap.add_argument("--cache", type=Path, default=None, help="directory for embedding caches (one .npz per root)")
     ap.add_argument("--json", type=Path, default=None, help="write every row here too")
+    ap.add_argument("--profile", choices=PROFILE_NAMES, default="fast", help="recognition profile whose scores are split")
     a = ap.parse_args()
     try:
         from stream.loaders import photo_analyzer
 
-        analyzer = photo_analyzer(load_config(overrides={"engines": {"engine": "onnxruntime"}}))
+        cfg = load_config(overrides={"engines": {"engine": "onnxruntime"}, "recognition": {"profile": a.profile}})
+        analyzer = photo_analyzer(cfg)
         sets = {}
         for root in a.root:
             name = root.parent.name if root.name == "ids" else root.name
-            sets[name] = embed(root, analyzer, a.cache / f"{name}.npz" if a.cache else None)
-    except (EvalError, OSError) as exc:
+            key = cfg.embedder_id.replace(":", "_")  # a cache of one profile's vectors is never read for another's
+            sets[name] = embed(root, analyzer, a.cache / f"{name}_ids_{key}.npz" if a.cache else None)
+    except (EvalError, ModelError, OSError) as exc:
         print(f"threshold_splits: error: {exc}", file=sys.stderr)
         return 2
     if a.cohort_norm and a.rule != "track":
@@ -366,7 +397,10 @@ def main() -> int:
             continue
         t = time.perf_counter()
         trials = pass_trials(ls, enroll=a.enroll, length=a.pass_length, min_chips=a.min_chips, draws=a.draws,
-                             within_families=a.within_families)
+                             within_families=a.within_families, rule="votes" if a.rule == "votes-live" else a.rule)
+        if a.rule == "votes-live":
+            rules[name] = [votes_live_rule(ls, a, trials)]
+            continue
         print(f"# {name}: {trials.describe()} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         rules[name] = [track_rule(ls, a, trials)] + ([track_rule(ls, a, trials, cohort=True)] if a.cohort_norm else [])
     lines, dump, broken = [], {}, 0
@@ -378,7 +412,7 @@ def main() -> int:
             dump[f"{name}:{r.name}"] = rows
             lines += table(name, rows, a, r)
             per_rule.append((r, rows))
-            if r.name in ("photo", "track"):  # the product's rules; a measured option does not fail the run
+            if r.name in ("photo", "track", "votes") or r.name.startswith("votes as run"):  # the product's rules; a measured option does not fail the run
                 broken += sum(1 for x in rows if "unseen" in x and not keeps(x["unseen"], a))
             if a.derive:
                 lines += derive(ls, a, r)

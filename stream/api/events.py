@@ -61,7 +61,8 @@ def list_events(request: Request, flt: EventFilter = Depends(filters), limit: in
 
 
 EXPORT_FIELDS = ("id", "ts", "ts_capture", "camera", "kind", "identity", "score", "threshold", "track_id", "latency_ms",
-                 "source", "video_file", "video_time", "unknown_id", "feedback", "feedback_identity")
+                 "source", "video_file", "video_time", "unknown_id", "feedback", "feedback_identity",
+                 "relabel_name", "relabel_score", "relabel_at")
 
 
 @router.get("/events/export", summary="Export the filtered events as CSV or JSON (no images)")

@@ -3,11 +3,12 @@ samples, rename, remove. Writes go through ``stream.store.gallery`` like the CLI
 refused the same way, and the running pipeline reloads the change."""
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +17,12 @@ from stream.api.auth import require_token
 from stream.api.errors import ApiError
 from stream.api.state import ApiState
 from stream.api.uploads import faces_of, read_image
-from stream.store.gallery import GalleryError, normalize_name
+from stream.api.views import event_json
+from stream.store.relabel import candidates, relabel as apply_relabel
+from stream.store.events import EventStoreError, RelabelError, UnknownEventError
+from stream.store.gallery import Gallery, GalleryError, normalize_name
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/gallery", tags=["gallery"], dependencies=[Depends(require_token)])
 
@@ -96,11 +102,22 @@ async def _enroll(api: ApiState, name: str, files: list[UploadFile], *, new_pers
                 if new_person is False and name not in dict(g.persons()):
                     raise ApiError(404, f"no person named {name!r} in the gallery")
                 g.enroll(name, np.stack(embs), sources=sources, thumbnail=thumb, crops=crops)
-                return dict(g.persons()).get(name, 0)
+                return dict(g.persons()).get(name, 0), _relabel_count(api, g, name)
         except GalleryError as exc:
             raise ApiError(400, str(exc)) from None
 
-    return {"person": name, "samples": await run_in_threadpool(write), "results": results}
+    samples, matches = await run_in_threadpool(write)
+    return {"person": name, "samples": samples, "results": results, "relabel_candidates": matches}
+
+
+def _relabel_count(api: ApiState, g: Gallery, name: str) -> int | None:
+    """How many past unknown events the gallery now identifies as ``name`` (None: the event store is unusable;
+    the enrolment stands either way)."""
+    try:
+        return len(candidates(api.store(), g, name, api.cfg.threshold))
+    except EventStoreError as exc:
+        log.warning("past events not searched for %r: %s", name, exc)
+        return None
 
 
 @router.post("", summary="Enroll a person from uploaded photos (each photo gets its own verdict)")
@@ -143,3 +160,46 @@ def remove(name: str, request: Request) -> dict[str, Any]:
     except GalleryError as exc:
         raise ApiError(400, str(exc)) from None
     return {"removed": normalize_name(name), "samples": n}
+
+
+def _enrolled(api: ApiState, name: str) -> tuple[Gallery, str]:
+    """(this thread's gallery, the normalised name) of an enrolled person, or 400/404."""
+    try:
+        name = normalize_name(name)
+    except GalleryError as exc:
+        raise ApiError(400, str(exc)) from None
+    g = api.gallery_reader()
+    if g is None or name not in dict(g.persons()):
+        raise ApiError(404, f"no person named {name!r} in the gallery")
+    return g, name
+
+
+@router.get("/{name}/relabel-candidates",
+            summary="Past unknown-face events the gallery now identifies as this person, best score first")
+def relabel_candidates(name: str, request: Request, limit: int = Query(200, ge=1, le=1000)) -> dict[str, Any]:
+    api = api_of(request)
+    g, name = _enrolled(api, name)
+    found = candidates(api.store(), g, name, api.cfg.threshold)
+    by_id = api.store().by_ids(c.event_id for c in found[:limit])
+    return {"person": name, "threshold": api.cfg.threshold, "total": len(found),
+            "candidates": [{"event": event_json(by_id[c.event_id]), "score": c.score}
+                           for c in found[:limit] if c.event_id in by_id]}
+
+
+class Relabel(BaseModel):
+    event_ids: list[Annotated[int, Field(ge=1, le=2**62)]] = Field(..., min_length=1, max_length=10_000,
+                                                                   description="candidate events to relabel")
+
+
+@router.post("/{name}/relabel", summary="Relabel candidate unknown-face events as this person (originals kept)")
+def relabel(name: str, body: Relabel, request: Request) -> dict[str, Any]:
+    api = api_of(request)
+    g, name = _enrolled(api, name)
+    try:
+        out = apply_relabel(api.store(), g, name, api.cfg.threshold, body.event_ids, by="api")
+    except UnknownEventError as exc:
+        raise ApiError(404, str(exc).rsplit(": ", 1)[-1]) from None
+    except RelabelError as exc:
+        raise ApiError(409, str(exc), code="conflict") from None
+    return {"person": name, "relabelled": out["relabelled"], "already": out["already"],
+            "events": [event_json(e) for e in out["events"]]}

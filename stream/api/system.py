@@ -107,7 +107,9 @@ def threshold(request: Request) -> dict[str, Any]:
             "gallery_size": c.gallery_size, "enrolled": len(g.persons()) if g is not None else 0, "source": c.data,
             "profile": c.profile, "embedder": c.embedder, "rule": api.cfg.recognition.rule,
             "track_threshold": c.track_threshold, "track_far_upper": c.track_far_upper,
-            "track_impostors": c.track_impostors}
+            "track_impostors": c.track_impostors, "votes_threshold": api.cfg.votes_threshold,
+            "votes_far_upper": c.votes_far_upper,
+            "votes_impostors": c.votes_impostors}
 
 
 @router.get("/api/openapi.json", include_in_schema=False)

@@ -13,6 +13,7 @@ from stream.media.native_logs import quiet_native_logs
 
 from stream.cli.common import MODE, Group, json_option
 from stream.cli.evaluation import calibrate, eval_group
+from stream.cli import eval_video as _eval_video  # noqa: F401  (registers `eval video` on eval_group)
 from stream.cli.gallery import gallery
 from stream.cli.models import models
 from stream.cli.photos import identify, verify

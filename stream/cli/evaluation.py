@@ -8,8 +8,8 @@ import click
 from stream.cli.common import (Group, UserError, emit, get_analyzer, get_config, json_option, register_error,
                                show_progress)
 from stream.eval.photos import EvalError
-from stream.eval.passes import DEFAULT_DRAWS, TRACK_MARGIN
-from stream.eval.rates import DEFAULT_MARGIN, RateAt, TooFewTrials, at_threshold_line
+from stream.eval.passes import DEFAULT_DRAWS
+from stream.eval.rates import MARGINS, RateAt, TooFewTrials, at_threshold_line
 
 register_error(EvalError, "eval_input")
 
@@ -149,6 +149,17 @@ def _calibrate_lines(res: dict) -> list[str]:
              f"  {_fpir_line(res['fpir'], 'probes')}",
              f"  1:N check at N={res['fpir_check']['gallery_size']}: {res['fpir_check']['verdict']}",
              f"  TAR: {_pct(res['tar'])} of {res['genuine_pairs']} same-identity pairs"]
+    v = res.get("votes")
+    if v and v["far"] is not None:
+        lines += [f"votes rule ({v['passes']['how']}): threshold {v['threshold']:.4f} = the higher of the per-photo "
+                  f"threshold and {v['own_before_margin']:.4f} (its passes' FAR bound and FPIR check) + margin "
+                  f"{v['margin']:g} (set by {v['set_by']})",
+                  f"  pass FAR {_pct(v['far'])} ({v['false_accepts']} of {v['impostor_passes']} impostor passes), 95% "
+                  f"interval {_pct(v['far_interval'][0])}-{_pct(v['far_interval'][1])}",
+                  f"  {_fpir_line(v['fpir'], 'passes')}",
+                  f"  TAR: {_pct(v['tar'])} of {v['genuine_passes']} genuine passes"]
+        if v.get("holdout"):
+            lines.append(f"  held-out identities: {_unseen_line(v['holdout'], 'passes')}")
     t = res.get("track")
     if t:
         lines += _track_lines(t, "per track")
@@ -167,6 +178,8 @@ def _calibrate_lines(res: dict) -> list[str]:
             lines.append(f"  per track at {t['threshold']:.4f}: {_unseen_line(t['holdout'], 'passes')}")
         if c and c.get("holdout"):
             lines.append(f"  cohort-normalised track at {c['threshold']:.4f}: {_unseen_line(c['holdout'], 'passes')}")
+    if res.get("promise"):
+        lines.append(f"promise of the configured rule: {res['promise']}")
     lines.append(f"record: {res['calibration']['data']}")
     return lines
 
@@ -185,10 +198,15 @@ def _calibrate_lines(res: dict) -> list[str]:
               "family (folder-name prefix before the first '_'): for data gathered from sources that may share a person")
 @click.option("--margin", type=click.FloatRange(0, 0.5), default=None,
               help="score added above the per-photo threshold the data supports, for people it does not hold "
-                   f"[default: {DEFAULT_MARGIN}, from identity splits of wild_dev: README Accuracy]")
+                   "[default: per profile, " + ", ".join(f"{k} {m.photo}" for k, m in MARGINS.items())
+                   + ", from identity splits of wild_dev: README Accuracy]")
 @click.option("--track-margin", type=click.FloatRange(0, 0.5), default=None,
-              help=f"the same for the track threshold [default: {TRACK_MARGIN}, from identity splits of wild_dev: "
+              help="the same for the track threshold [default: " + ", ".join(f"{k} {m.track}" for k, m in MARGINS.items())
+                   + ", from identity splits of wild_dev: "
                    "tools/threshold_splits.py --rule track --derive]")
+@click.option("--votes-margin", type=click.FloatRange(0, 0.5), default=None,
+              help="the same for the votes rule's own threshold [default: " + ", ".join(f"{k} {m.votes}" for k, m in MARGINS.items())
+                   + ", tools/threshold_splits.py --rule votes --derive]")
 @click.option("--pass-length", type=click.IntRange(1, 100), default=None,
               help="photos per pass, standing in for a track's embeddings [default: matching.max_embeddings_per_track]")
 @click.option("--min-chips", type=click.IntRange(1, 100), default=None,
@@ -212,14 +230,14 @@ def _calibrate_lines(res: dict) -> list[str]:
 @click.pass_context
 def calibrate(ctx: click.Context, root: str, pairs_file: str | None, target_far: float, gallery_size: int | None,
               only: str | None, within_families: bool, margin: float | None, track_margin: float | None,
-              pass_length: int | None, min_chips: int | None, draws: int, cohort_norm: bool,
+              votes_margin: float | None, pass_length: int | None, min_chips: int | None, draws: int, cohort_norm: bool,
               holdout_identities: float | None, allow_weak: bool, enroll_k: int, max_impostors: int, seed: int,
               write_to: str | None) -> None:
-    """Pick the per-photo threshold and the track threshold whose false-accept rates (or FPIR at gallery size N)
+    """Pick the per-photo, the votes and the track thresholds whose false-accept rates (or FPIR at gallery size N)
     keep the target with 95% confidence, and write them as one calibration record into a config."""
     from engines.profiles import profile
     from stream.eval.calibrate import (calibrate as calibrate_both, calibration_record, check_writable, describe,
-                                       holdout_check, write_calibration)
+                                       holdout_check, votes_promise, write_calibration)
     from stream.eval.passes import PassError, pass_trials
     from stream.eval.photos import (EmbeddingCache, embed_labelled, list_identities, pair_scores, parse_pairs,
                                     require_photos)
@@ -251,10 +269,16 @@ def calibrate(ctx: click.Context, root: str, pairs_file: str | None, target_far:
             raise UserError(f"{exc} (--allow-weak calibrates the per-photo threshold alone)", code="eval_input") from None
         trials = None
         warnings.append(f"WEAK: the track rule is not calibrated: {exc}")
+    votes_trials = None
+    if trials is not None:  # the same passes, scored by the votes rule (matching.votes looks of one person)
+        votes_trials = pass_trials(ls, enroll=enroll_k, length=length, min_chips=chips, draws=draws, seed=seed,
+                                   within_families=within_families, max_passes=max_impostors, rule="votes")
     kw = dict(gallery_size=gallery_size, check_gallery_size=cfg.calibration.gallery_size,
-              margin=DEFAULT_MARGIN if margin is None else margin, enroll=enroll_k, within_families=within_families,
+              margin=MARGINS[cfg.recognition.profile].photo if margin is None else margin, enroll=enroll_k, within_families=within_families,
               max_pairs=max_impostors, seed=seed, allow_weak=allow_weak, trials=trials, cohort_norm=cohort_norm,
-              track_margin=TRACK_MARGIN if track_margin is None else track_margin)
+              votes_trials=votes_trials,
+              votes_margin=MARGINS[cfg.recognition.profile].votes if votes_margin is None else votes_margin,
+              track_margin=MARGINS[cfg.recognition.profile].track if track_margin is None else track_margin)
     try:
         if holdout_identities:
             res = holdout_check(ls, holdout_identities, target_far, **kw)
@@ -273,8 +297,10 @@ def calibrate(ctx: click.Context, root: str, pairs_file: str | None, target_far:
     res["weak"] = bool(res["warnings"])
     prof = cfg.recognition.profile
     res["calibration"] = calibration_record(res, prof, profile(prof).id)
-    if res["track"]:
+    if cfg.recognition.rule == "track" and res["track"]:
         res["promise"] = res["track"]["promise"]
+    elif res["votes"]:
+        res["promise"] = votes_promise(res)
     for w in res["warnings"]:  # loud: on stderr even with -q, and in the JSON
         click.echo(f"facewatch: WARNING: {w}", err=True)
     if write_to:

@@ -2,15 +2,21 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
 from pathlib import Path
 
 import click
 import numpy as np
 
-from stream.cli.common import (Group, NoFaceError, emit, gallery_dir, gallery_option, get_analyzer, get_config, json_option,
-                               one_face)
+from stream.cli.common import (Group, NoFaceError, UserError, emit, gallery_dir, gallery_option, get_analyzer, get_config,
+                               json_option, note, one_face, register_error)
+from stream.media.files import regular_file_problem
 from stream.media.images import ImageError
 from stream.store.gallery import Gallery, GalleryError, GalleryHealth, check, normalize_name, repair, writer_preflight
+from stream.scan.enroll import VideoEnrollError
+
+
+register_error(VideoEnrollError, "video")
 
 
 @click.group(cls=Group)
@@ -47,15 +53,34 @@ def _same_photo(images: tuple[str, ...]) -> dict[int, str]:
 
 @gallery.command("enroll")
 @click.argument("name")
-@click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--largest", is_flag=True, help="in photos with several faces, take the largest")
+@click.argument("images", nargs=-1, type=click.Path())
+@click.option("--video", type=click.Path(), default=None,
+              help="enroll from this video instead of photos: its one person's best distinct faces")
+@click.option("--max-samples", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="with --video: at most this many samples")
+@click.option("--track", "track", type=click.IntRange(1), default=None,
+              help="with --video showing several people: enroll the person of this track (the refusal lists them)")
+@click.option("--largest", is_flag=True,
+              help="in photos with several faces, take the largest; with --video, the person with the largest faces")
 @gallery_option
 @json_option
 @click.pass_context
-def gallery_enroll(ctx: click.Context, name: str, images: tuple[str, ...], largest: bool, gallery: str | None) -> None:
-    """Enroll NAME from one or more photos, each showing one face.
+def gallery_enroll(ctx: click.Context, name: str, images: tuple[str, ...], video: str | None, max_samples: int,
+                   track: int | None, largest: bool, gallery: str | None) -> None:
+    """Enroll NAME from one or more photos, each showing one face, or from a video (--video FILE).
 
-    A photo that gives no usable face, or repeats another of the same call, is skipped with a warning."""
+    A photo that gives no usable face, or repeats another of the same call, is skipped with a warning. From a video,
+    frames are sampled a few times a second, faces quality-gated and tracked, and the best distinct looks of its
+    one person kept (a video with several people is refused unless --track N or --largest says who).
+    Afterwards, past unknown events whose face matches NAME are counted: `facewatch events relabel-candidates NAME`."""
+    if video is not None:
+        if images:
+            raise UserError("give photos or --video, not both")
+        return _enroll_video(ctx, name, video, max_samples, track, largest, gallery)
+    if not images:
+        raise click.UsageError("Missing argument 'IMAGES...': give one or more photos, or --video FILE", ctx=ctx)
+    if track is not None or ctx.get_parameter_source("max_samples") != click.core.ParameterSource.DEFAULT:
+        raise UserError("--track and --max-samples apply to --video only")
     name = normalize_name(name)
     d = gallery_dir(ctx, gallery)
     writer_preflight(d)  # a gallery we must not write is refused before the slow part
@@ -79,12 +104,81 @@ def gallery_enroll(ctx: click.Context, name: str, images: tuple[str, ...], large
     if not embeddings:
         raise GalleryError(f"nothing enrolled for {name!r}: none of the {len(images)} photo(s) gave exactly one "
                            "usable face")
-    with Gallery(d, **get_config(ctx).gallery_args()) as gal:
-        added = gal.enroll(name, np.stack(embeddings), sources, crops=crops)
-        total = dict(gal.persons()).get(name, added)
+    added, total, matches = _enroll(ctx, d, name, embeddings, sources, crops)
     lines = [f"{v['verdict']}\t{v['file']}" + (f"\t{v['reason']}" if "reason" in v else "") for v in verdicts]
     lines.append(f"enrolled {name}: {added} photo(s) added, {total} sample(s) in all, {len(skipped)} skipped")
-    emit(ctx, {"name": name, "enrolled": added, "samples": total, "skipped": skipped, "files": verdicts},
+    lines += _hint(name, matches)
+    emit(ctx, {"name": name, "enrolled": added, "samples": total, "skipped": skipped, "files": verdicts,
+               "relabel_candidates": matches}, "\n".join(lines))
+
+
+def _enroll(ctx: click.Context, d: Path, name: str, embeddings: list[np.ndarray], sources: list[str],
+            crops: list) -> tuple[int, int, int | None]:
+    """The one enrolment path of photos and videos: (samples added, samples in all, past unknown events that
+    now match ``name``; None when there is no event store to look in)."""
+    cfg = get_config(ctx)
+    with Gallery(d, **cfg.gallery_args()) as gal:
+        added = gal.enroll(name, np.stack(embeddings), sources, crops=crops)
+        total = dict(gal.persons()).get(name, added)
+        return added, total, _relabel_count(ctx, gal, name)
+
+
+def _relabel_count(ctx: click.Context, gal: Gallery, name: str) -> int | None:
+    """How many past unknown events match ``name`` now; None without a usable event store (never created here)."""
+    from stream.store.relabel import candidates
+    from stream.store.events import EventStore, EventStoreError
+
+    cfg = get_config(ctx)
+    path = cfg.resolve(cfg.alerts.store)
+    if not path.is_file():
+        return None
+    try:
+        store = EventStore(path)
+    except EventStoreError as exc:
+        note(f"facewatch: past events not searched: {exc}")
+        return None
+    try:
+        return len(candidates(store, gal, name, cfg.threshold))
+    except EventStoreError as exc:
+        note(f"facewatch: past events not searched: {exc}")
+        return None
+    finally:
+        store.close()
+
+
+def _hint(name: str, matches: int | None) -> list[str]:
+    if not matches:
+        return []
+    shown = shlex.quote(name)
+    return [f"{matches} past unknown event{'s' if matches != 1 else ''} match{'es' if matches == 1 else ''} {name}: "
+            f"facewatch events relabel-candidates {shown}"]
+
+
+def _enroll_video(ctx: click.Context, name: str, video: str, max_samples: int, track: int | None, largest: bool,
+                  gallery: str | None) -> None:
+    from stream.scan.enroll import read_faces, select
+
+    name = normalize_name(name)
+    d = gallery_dir(ctx, gallery)
+    writer_preflight(d)
+    cfg = get_config(ctx)
+    problem = regular_file_problem(video)  # before the models load; never opens a FIFO
+    if problem:
+        raise UserError(f"{video}: {problem}", code="video")
+    faces = read_faces(get_analyzer(ctx), cfg, video)
+    sel = select(faces, cfg.threshold, max_samples, track=track, largest=largest)
+    base = Path(video).name
+    added, total, matches = _enroll(ctx, d, name, [c.embedding for c in sel.kept],
+                                    [f"video:{base}@{c.time:.2f}s" for c in sel.kept], [c.crop_jpeg for c in sel.kept])
+    lines = [f"kept\tframe {c.frame}\tt={c.time:.2f}s\ttrack {c.track}\tquality {c.quality:.3f}\t"
+             f"det_score {c.det_score:.3f}\tsize {c.size:.0f}\tsharpness {c.sharpness:.0f}" for c in sel.kept]
+    rejected = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in sel.to_dict()["rejected"].items() if n)
+    lines.append(f"rejected: {rejected or 'none'}")
+    person_tracks = sel.to_dict()["person_tracks"]
+    lines.append(f"enrolled {name}: {added} sample(s) from {video} (track{'s' if len(person_tracks) > 1 else ''} "
+                 f"{', '.join(map(str, person_tracks))}), {total} sample(s) in all")
+    lines += _hint(name, matches)
+    emit(ctx, {"name": name, "enrolled": added, "samples": total, **sel.to_dict(), "relabel_candidates": matches},
          "\n".join(lines))
 
 

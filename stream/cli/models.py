@@ -56,7 +56,7 @@ def models_build_engines(ctx: click.Context, force: bool) -> None:
     """Build and cache TensorRT engines for both models, with the profiles the pipeline and the CLI use."""
     cfg = get_config(ctx)
     resolve_backend("tensorrt")  # no TensorRT or no GPU: one clear line, exit 2
-    ModelStore(cfg.home).prepare()
+    ModelStore(cfg.home).prepare(cfg.recognition.profile, fetch=False)
     rows = []
     backends = [("detector", pipeline_detector(cfg, engine="tensorrt", rebuild=force, shared_cpu=False).backend)]
     backends += [(m.name, m.backend) for m in  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shlex
 import shutil
 import tempfile
 import time
@@ -45,7 +46,7 @@ def run(ctx: click.Context, allow_empty_gallery: bool) -> None:
     cfg = get_config(ctx)
     refuse_on_problems(run_problems(cfg, allow_empty_gallery=allow_empty_gallery))
     cameras = [c for c in cfg.cameras if c.enabled]
-    ModelStore(cfg.home).prepare()  # convert once here, not in every stage
+    ModelStore(cfg.home).prepare(cfg.recognition.profile, fetch=False)  # convert once here, not in every stage
     def state_line(state: str, why: str) -> None:
         click.echo(json.dumps({"type": "pipeline", "state": state, "why": why, "ts": time.time()}))
 
@@ -102,6 +103,11 @@ def _delivery_text(e: Event) -> str:
     return "deliveries: " + (" ".join(f"{sink}={state}" for sink, state in states.items()) or "none (console only)")
 
 
+def _relabel_text(e: Event) -> str:
+    return (f"  relabelled as {e.relabel_name} (score {e.relabel_score:.4f}; originally {e.kind})"
+            if e.relabel_name else "")
+
+
 @click.group(cls=Group, invoke_without_command=True)
 @click.option("--since", default=None, help="only events at or after this time: epoch seconds or ISO date/time")
 @json_option
@@ -121,7 +127,7 @@ def events(ctx: click.Context, since: str | None) -> None:
     finally:
         store.close()
     emit(ctx, {"events": [e.model_dump() for e in evs]},
-         "\n".join(f"{e.console_line()}  {_delivery_text(e)}" for e in evs) if evs else "(no events)")
+         "\n".join(f"{e.console_line()}  {_delivery_text(e)}{_relabel_text(e)}" for e in evs) if evs else "(no events)")
 
 
 @events.command("redeliver")
@@ -143,6 +149,90 @@ def redeliver(ctx: click.Context, ids: tuple[int, ...], failed: bool) -> None:
         store.close()
     emit(ctx, {"reset": n}, f"{n} deliver{'y' if n == 1 else 'ies'} reset to pending; "
                             "a running 'facewatch run' sends them now, else the next start does")
+
+
+def _relabel_world(ctx: click.Context, gallery: str | None):
+    """(event store, read-only gallery) for the relabel commands; a missing store or gallery is one line, exit 2."""
+    from stream.store.gallery import Gallery
+
+    cfg = get_config(ctx)
+    store = _event_store(ctx)
+    try:
+        gal = Gallery(gallery_dir(ctx, gallery), readonly=True, **cfg.gallery_args())
+    except BaseException:
+        store.close()
+        raise
+    return store, gal
+
+
+@events.command("relabel-candidates")
+@click.argument("name")
+@gallery_option
+@json_option
+@click.pass_context
+def relabel_candidates(ctx: click.Context, name: str, gallery: str | None) -> None:
+    """Past unknown-face events that the gallery now identifies as NAME (at the per-photo threshold), best first.
+
+    `facewatch events relabel NAME --event ID` (or --all-candidates) relabels them, keeping the original decision."""
+    from stream.store.relabel import candidates
+    from stream.store.gallery import normalize_name
+
+    name = normalize_name(name)
+    thr = get_config(ctx).threshold
+    store, gal = _relabel_world(ctx, gallery)
+    try:
+        found = candidates(store, gal, name, thr)
+        by_id = store.by_ids(c.event_id for c in found)
+    except EventStoreError as exc:
+        raise UserError(str(exc), code="event_store") from None
+    finally:
+        store.close()
+        gal.close()
+    rows = [{"id": c.event_id, "ts": by_id[c.event_id].ts_capture, "camera": by_id[c.event_id].camera,
+             "score": c.score, "original_score": by_id[c.event_id].score, "source": by_id[c.event_id].source,
+             "video_file": by_id[c.event_id].video_file, "video_time": by_id[c.event_id].video_time}
+            for c in found if c.event_id in by_id]
+    when = lambda t: dt.datetime.fromtimestamp(t).isoformat(sep=" ", timespec="seconds")  # noqa: E731
+    lines = [f"{r['id']}\t{when(r['ts'])}\t{r['camera']}\tscore {r['score']:.4f}" for r in rows]
+    lines.append(f"{len(rows)} past unknown event(s) match {name} (threshold {thr:.4f})"
+                 + (f"; relabel with: facewatch events relabel {shlex.quote(name)} --all-candidates" if rows else ""))
+    emit(ctx, {"name": name, "threshold": thr, "candidates": rows}, "\n".join(lines))
+
+
+@events.command("relabel")
+@click.argument("name")
+@click.option("--event", "ids", type=int, multiple=True, help="this event (a candidate); repeatable")
+@click.option("--all-candidates", is_flag=True, help="every event `events relabel-candidates NAME` lists")
+@gallery_option
+@json_option
+@click.pass_context
+def relabel(ctx: click.Context, name: str, ids: tuple[int, ...], all_candidates: bool, gallery: str | None) -> None:
+    """Relabel past unknown-face events as NAME, keeping their original decision (kind, identity, score) beside it.
+
+    Only candidates are relabelled (see relabel-candidates); all of them or none. Relabelling again is a no-op."""
+    from stream.store.relabel import relabel as apply
+    from stream.store.events import RelabelError
+    from stream.store.gallery import normalize_name
+
+    if bool(ids) == all_candidates:
+        raise UserError("events relabel: name the events with --event ID, or choose --all-candidates")
+    name = normalize_name(name)
+    store, gal = _relabel_world(ctx, gallery)
+    try:
+        out = apply(store, gal, name, get_config(ctx).threshold, None if all_candidates else list(ids), by="cli")
+    except RelabelError as exc:
+        raise UserError(str(exc), code="relabel") from None
+    except EventStoreError as exc:  # unknown ids included: nothing was changed
+        raise UserError(str(exc), code="event_store") from None
+    finally:
+        store.close()
+        gal.close()
+    done, already = out["relabelled"], out["already"]
+    text = (f"relabelled {len(done)} event(s) as {name}" + (f": {', '.join(map(str, done))}" if done else "")
+            + (f"; {len(already)} already were: {', '.join(map(str, already))}" if already else "")
+            + ("; the original decisions are kept" if done else ""))
+    emit(ctx, {"name": name, "relabelled": done, "already": already,
+               "events": [e.model_dump() for e in out["events"]]}, text)
 
 
 def _annotate(report: ScanReport, annotate: Path) -> None:
@@ -188,7 +278,7 @@ def scan(ctx: click.Context, videos: tuple[str, ...], gallery: str | None, every
     if store:
         problems += store_problems(cfg)
     refuse_on_problems(problems)
-    ModelStore(cfg.home).prepare()
+    ModelStore(cfg.home).prepare(cfg.recognition.profile, fetch=False)
     try:
         report = scan_videos(cfg, list(videos), every, str(gdir), bool(annotate), progress=show_progress(ctx), store=store)
     except ScanError as exc:

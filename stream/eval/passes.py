@@ -37,19 +37,7 @@ if TYPE_CHECKING:  # the CLI imports this module for its constants; the heavy on
 #: at k = 3, m = 3 (issue 17's measurement), enough to back a pass FAR of 1e-3 with room for false accepts.
 DEFAULT_DRAWS = 200
 
-#: Score margin added above the track threshold the calibration data supports, for people the data does not hold.
-#: Derived the way ``DEFAULT_MARGIN`` is for photo pairs (README "Accuracy"), on the track rule itself: on 100
-#: random identity halves of wild_dev (seeds 1000-1099), how far above the threshold one half was calibrated to
-#: (pass FAR bound, then FPIR at N=5; no margin) the other, unseen half needed to be for pass FAR 1e-3 and FPIR
-#: 1-(1-1e-3)^5; the smallest 3-decimal value that covers 99 of the 100 splits. Produced by ``python
-#: tools/threshold_splits.py --rule track --root ../shared/data/faces/wild_dev/ids --root
-#: ../shared/data/faces/lab_dev/ids --derive 100`` (dlib, k=3, passes of 5 scored from 2, 200 draws): wild_dev
-#: median -0.0054, 95 % +0.0228, 99 % +0.0249, max +0.0262; lab_dev 95 % +0.0131, 99 % and max +0.0212. About
-#: twice the photo margin: means of looks separate most people further, so the few look-alike pairs a half holds
-#: or lacks (wild_dev's es_ family) decide its pass threshold more than they decide a photo threshold.
-TRACK_MARGIN = 0.025
-
-#: The same derivation for the cohort-normalised track score (:func:`cohort_normalised`), in its units (impostor
+#: The derivation of ``stream.eval.rates.MARGINS`` for the cohort-normalised track score (dlib) (:func:`cohort_normalised`), in its units (impostor
 #: standard deviations of a template against the cohort): ``python tools/threshold_splits.py --rule track
 #: --cohort-norm --root ../shared/data/faces/wild_dev/ids --root ../shared/data/faces/lab_dev/ids --derive 100``:
 #: wild_dev median -0.446, 95 % +0.650, 99 % +0.794, max +1.017 (lab_dev 95 % +0.695, 99 % +1.025, max +1.247).
@@ -110,6 +98,7 @@ class PassTrials:
     blocks: tuple[PassBlock, ...]
     identities: int  # identities of the folder (before any subset)
     normalised: str = ""  # "" for plain cosines, else how the scores were normalised (cohort_normalised)
+    rule: str = "track"  # track: mean of the pass vs template; votes: min_chips-th best look vs the best sample
 
     def subset(self, identities: np.ndarray | None) -> "PassTrials":
         """The trials among ``identities`` only (all when None): an identity half's passes and templates."""
@@ -173,7 +162,9 @@ class PassTrials:
 
     def describe(self) -> str:
         """How the trials were made, for reports: k, m, the first deciding prefix, draws."""
-        return (f"passes of {self.length} photos scored from {self.min_chips} (max over prefixes), templates of "
+        how = ("max over prefixes" if self.rule == "track" else
+               f"the votes rule: accepted when {self.min_chips} looks reach the threshold against the person's best sample")
+        return (f"passes of {self.length} photos scored from {self.min_chips} ({how}), {'templates' if self.rule == 'track' else 'enrolments'} of "
                 f"{self.enroll}, {self.draws} draws per identity" + (f", {self.normalised}" if self.normalised else ""))
 
 
@@ -187,13 +178,21 @@ def _prefix_vectors(e: np.ndarray, min_chips: int) -> np.ndarray:
 
 def pass_trials(ls: "LabelledPhotos", *, enroll: int = 3, length: int = 3, min_chips: int = 2,
                 draws: int = DEFAULT_DRAWS, seed: int = 0, within_families: bool = False,
-                max_passes: int = 5_000_000, identities: np.ndarray | None = None) -> PassTrials:
+                max_passes: int = 5_000_000, identities: np.ndarray | None = None, rule: str = "track") -> PassTrials:
     """The pass trials of a labelled folder (module docstring), restricted to ``identities`` when given.
 
     ``enroll`` k photos make a template (``engines.aggregate.templates``); ``length`` m photos make a pass, scored
     from ``min_chips`` on. When the impostor passes of ``draws`` draws would exceed ``max_passes``, fewer draws
     are used (said in ``draws``). Raises :class:`PassError` when no identity has k + m photos.
+
+    ``rule="votes"`` scores the same passes by the live votes rule instead (``recognition.rule: votes``): each look
+    is compared with each enrolled sample of a person (its best one counts, as the gallery search does) and the
+    pass scores the ``min_chips``-th best of its looks, so the pass is accepted at a threshold exactly when at least
+    ``matching.votes`` looks reach it. (Live, a look votes only for its top-1 identity, so this is an upper bound of
+    the live false accepts against one person.) The same seeded draws, so both rules see the same passes.
     """
+    if rule not in ("track", "votes"):
+        raise PassError(f"unknown pass rule {rule!r}: track or votes")
     if not 1 <= min_chips <= length:
         raise PassError(f"a pass of {length} photos cannot be decided from {min_chips} (needs 1 <= min_chips <= length)")
     if enroll < 1 or draws < 1:
@@ -212,17 +211,19 @@ def pass_trials(ls: "LabelledPhotos", *, enroll: int = 3, length: int = 3, min_c
     d_used = int(min(draws, max(1, max_passes // max(per_draw, 1))))
     rng = np.random.default_rng(seed)
     dim = ls.emb.shape[1]
-    pass_vec: dict[int, np.ndarray] = {}  # identity -> (D, L, dim) prefix vectors
+    pass_vec: dict[int, np.ndarray] = {}  # identity -> (D, L, dim) prefix vectors (votes: the looks themselves)
     tmpl_vec: dict[int, np.ndarray] = {}  # identity -> (D, dim) templates
+    samp_vec: dict[int, np.ndarray] = {}  # identity -> (D, k, dim) enrolled samples (votes)
     for i in passers:  # every identity, in order, so a subset sees the same draws
         photos = ls.photos_of(int(i))
         order = np.argsort(rng.random((draws, len(photos))), axis=1)[:d_used]  # a random permutation per draw
         if i in enrolled:
             enrol, walk = photos[order[:, :enroll]], photos[order[:, enroll:enroll + length]]
             _, tmpl_vec[int(i)] = mean_templates(ls.emb[enrol.ravel()], np.repeat(np.arange(d_used), enroll))
+            samp_vec[int(i)] = ls.emb[enrol]
         else:
             walk = photos[order[:, :length]]
-        pass_vec[int(i)] = _prefix_vectors(ls.emb[walk], min_chips)
+        pass_vec[int(i)] = _prefix_vectors(ls.emb[walk], min_chips) if rule == "track" else ls.emb[walk]
     blocks = []
     for g in groups:
         p_own = np.array([i for i in passers if fam[i] == g], dtype=np.int64)
@@ -235,6 +236,14 @@ def pass_trials(ls: "LabelledPhotos", *, enroll: int = 3, length: int = 3, min_c
         scores = np.empty((d_used, len(p_own), len(t_own)), np.float64)
         at_best = np.empty((d_used, len(t_own), len(t_own)), np.float64)
         step = max(1, int(20_000_000 // max(len(p_own) * v.shape[2] * len(t_own), 1)))
+        if rule == "votes":
+            smp = np.stack([samp_vec[int(i)] for i in t_own], axis=1)  # (D, T, k, dim)
+            for d0 in range(0, d_used, step):
+                look = np.einsum("dplx,dtkx->dpltk", v[d0:d0 + step], smp[d0:d0 + step]).max(axis=4)  # best sample
+                scores[d0:d0 + step] = np.sort(look, axis=2)[:, :, v.shape[2] - min_chips].astype(np.float64)
+            at_best[:] = scores[:, tpos]
+            blocks.append(PassBlock(str(g), p_own, t_own, tpos, scores, at_best, t))
+            continue
         for d0 in range(0, d_used, step):  # chunks of draws keep the (D, P, L, T) product small
             s = np.einsum("dplk,dtk->dplt", v[d0:d0 + step], t[d0:d0 + step]).astype(np.float64)
             scores[d0:d0 + step] = s.max(axis=2)
@@ -243,7 +252,8 @@ def pass_trials(ls: "LabelledPhotos", *, enroll: int = 3, length: int = 3, min_c
             g_rows = s[:, tpos]  # (d, T, L, T)
             at_best[d0:d0 + step] = np.take_along_axis(g_rows, best_l[:, :, None, None], axis=2)[:, :, 0, :]
         blocks.append(PassBlock(str(g), p_own, t_own, tpos, scores, at_best, t))
-    out = PassTrials(enroll, length, min_chips, d_used, seed, within_families, tuple(blocks), len(ls.identities))
+    out = PassTrials(enroll, length, min_chips, d_used, seed, within_families, tuple(blocks), len(ls.identities),
+                     rule=rule)
     return out.subset(identities)
 
 
@@ -307,7 +317,7 @@ def cohort_normalised(trials: PassTrials, ls: "LabelledPhotos", cohort: np.ndarr
 
 def pass_summary(trials: PassTrials) -> dict:
     """Counts for reports: identities with a template, passes, genuine and impostor trials."""
-    return {"enroll": trials.enroll, "pass_length": trials.length, "min_chips": trials.min_chips,
+    return {"rule": trials.rule, "enroll": trials.enroll, "pass_length": trials.length, "min_chips": trials.min_chips,
             "draws": trials.draws, "seed": trials.seed, "template_identities": int(len(trials.template_owners)),
             "pass_identities": int(sum(len(b.pass_owner) for b in trials.blocks)),
             "genuine_passes": int(sum(b.scores.shape[0] * len(b.tmpl_owner) for b in trials.blocks)),

@@ -18,14 +18,26 @@ from engines.aggregate import track_vector
 DecisionKind = Literal["watchlist", "unknown"]
 
 
+def face_quality(det_score, size, sharpness):
+    """How good a look of a face is, in 0..1 (numpy arrays or floats): the detector's score, scaled down for faces
+    under 100 px (``min(width, height)`` of the box) and for chips under a sharpness of 100 (variance of the
+    Laplacian). Ranks the chips of a track (the embed budget, the track rule's weights, enrolment from video)."""
+    return det_score * np.minimum(1.0, np.asarray(size) / 100.0) * np.minimum(1.0, np.asarray(sharpness) / 100.0)
+
+
 # ----------------------------------------------------------------------------------------- match: vote
+#: Looks matching nobody before a track is called "unknown", whatever ``matching.votes`` is: one blurred or
+#: turned-away first chip must not raise an unknown-face alert for someone the next chip identifies.
+UNKNOWN_MISSES = 2
+
 @dataclass
 class TrackVote:
     """The identity vote of one track.
 
-    A track becomes a watchlist hit for X once ``needed`` of its embeddings named X at or above the
-    threshold: one lucky frame never raises an alarm. It becomes "unknown" once ``needed`` embeddings
-    matched nobody *and* none matched anyone (a single vote for X keeps it from being called unknown).
+    A track becomes a watchlist hit for X once ``needed`` of its embeddings named X at or above the votes
+    threshold (calibrated for exactly this on passes of a track's looks, so a lucky frame is a chance the
+    threshold already paid for). It becomes "unknown" once ``max(needed, UNKNOWN_MISSES)`` embeddings matched
+    nobody *and* none matched anyone (a single vote for X keeps it from being called unknown).
     Several identities reaching ``needed``: the most votes wins; a tie goes to the higher best score.
     Each outcome is reported once per track (``decide`` returns it the first time only).
     """
@@ -59,7 +71,7 @@ class TrackVote:
         if ident is not None and ident not in self.decided:
             self.decided.add(ident)
             return "watchlist", ident, self.best[ident]
-        if not self.votes and self.misses >= self.needed and None not in self.decided:
+        if not self.votes and self.misses >= max(self.needed, UNKNOWN_MISSES) and None not in self.decided:
             self.decided.add(None)
             return "unknown", None, self.best.get(None, -1.0)
         return None
@@ -172,28 +184,37 @@ class Cooldown:
 
 # ----------------------------------------------------------------------------------------- embed: budget
 class EmbeddingBudget:
-    """At most ``limit`` embeddings per track, spent on its better chips.
+    """At most ``limit`` embeddings per track, spent on its better chips, and spread over its life.
 
     Within one batch a track's chips are considered best first; a chip is embedded only while it is at
     least ``keep_share`` as good as the track's best so far, so a track's budget is not spent on the
-    blurred frames of someone walking away. Tracks unseen for ``forget_s`` are forgotten.
+    blurred frames of someone walking away; and only ``min_gap_s`` or more after the track's last embedded
+    chip (on the frames' own clock: video time when scanning a file), so the budget buys different looks of a
+    person (turning, nearer, in other light) instead of five near-copies of the first frames: the votes rule
+    needs looks that fail independently. Tracks unseen for ``forget_s`` are forgotten.
     """
 
-    def __init__(self, limit: int, keep_share: float = 0.8, forget_s: float = 60.0) -> None:
-        self.limit, self.keep_share, self.forget_s = limit, keep_share, forget_s
-        self.tracks: dict[int, list[float]] = {}  # track id -> [embedded, best quality, last seen]
+    def __init__(self, limit: int, keep_share: float = 0.8, forget_s: float = 60.0, min_gap_s: float = 0.0) -> None:
+        self.limit, self.keep_share, self.forget_s, self.min_gap_s = limit, keep_share, forget_s, min_gap_s
+        # track id -> [embedded, best quality, last seen (wall), last embedded (frame clock)]
+        self.tracks: dict[int, list[float]] = {}
 
-    def choose(self, track_ids: Sequence[int], quality: Sequence[float], now: float) -> np.ndarray:
-        """Mask of the faces (parallel ``track_ids``/``quality``) to embed."""
+    def choose(self, track_ids: Sequence[int], quality: Sequence[float], now: float,
+               frame_times: Sequence[float] | None = None) -> np.ndarray:
+        """Mask of the faces (parallel ``track_ids``/``quality``/``frame_times``) to embed; ``frame_times``
+        (default: ``now`` for all) is each face's frame time, which ``min_gap_s`` is measured on."""
         q = np.asarray(quality, dtype=np.float64)
+        ft = np.full(len(q), now, dtype=np.float64) if frame_times is None else np.asarray(frame_times, np.float64)
         mask = np.zeros(len(q), bool)
         for i in np.argsort(-q, kind="stable"):
-            st = self.tracks.setdefault(int(track_ids[i]), [0, 0.0, now])
+            st = self.tracks.setdefault(int(track_ids[i]), [0, 0.0, now, -np.inf])
             st[2] = now
-            if st[0] < self.limit and q[i] >= self.keep_share * st[1]:
+            spaced = ft[i] - st[3] >= self.min_gap_s or ft[i] < st[3]  # a clock going back (a loop) starts over
+            if st[0] < self.limit and q[i] >= self.keep_share * st[1] and spaced:
                 mask[i] = True
                 st[0] += 1
                 st[1] = max(st[1], float(q[i]))
+                st[3] = ft[i]
         return mask
 
     def forget(self, now: float) -> None:

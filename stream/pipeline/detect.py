@@ -22,7 +22,7 @@ import numpy as np
 from engines.detections import Detections
 from engines.face_model import crop_sharpness, face_crop
 from stream.loaders import pipeline_detector
-from stream.pipeline.decisions import LiveBatchCut
+from stream.pipeline.decisions import LiveBatchCut, face_quality
 from stream.pipeline.messages import Faces, Frame
 from stream.pipeline.stage import Stage, StageSpec
 from stream.pipeline.tracker import IouTracker, SceneCuts
@@ -125,7 +125,7 @@ class DetectStage(Stage):
         f = faces.subset(keep)
         t = m.video_time if m.video_time is not None else m.ts_capture
         ids, _ = self.tracker.update(m.camera, f.boxes, t)
-        quality = f.scores * np.minimum(1.0, f.sizes / 100.0) * np.minimum(1.0, np.array(sharp) / 100.0)
+        quality = face_quality(f.scores, f.sizes, np.array(sharp))
         out = Faces(m.camera, m.seq, m.ts_capture, m.video_time, m.frame_index, gated=gated, boxes=f.boxes,
                     scores=f.scores, landmarks=f.landmarks, track_ids=ids, quality=quality.astype(np.float32),
                     crops=np.stack(crops), image=m.image)

@@ -27,7 +27,8 @@ class EmbedStage(Stage):
     def __init__(self, spec: StageSpec) -> None:
         super().__init__(spec)
         self.embedder = pipeline_embedder(self.cfg, live=self.live)
-        self.budget = EmbeddingBudget(self.cfg.matching.max_embeddings_per_track, forget_s=TRACK_FORGET_S)
+        self.budget = EmbeddingBudget(self.cfg.matching.max_embeddings_per_track, forget_s=TRACK_FORGET_S,
+                                      min_gap_s=self.cfg.matching.embed_gap_s)
         self.inp = self.pull(spec.endpoints["faces"])
         self.out = self.push(spec.endpoints["embeddings"])
 
@@ -52,7 +53,9 @@ class EmbedStage(Stage):
         faces = [m for m in batch if not m.eos and m.crops is not None]
         # One budget decision over the whole batch, so a track's best chips in it are the ones embedded.
         flat = self.budget.choose([t for m in faces for t in m.track_ids.tolist()],
-                                  [q for m in faces for q in m.quality.tolist()], time.time())
+                                  [q for m in faces for q in m.quality.tolist()], time.time(),
+                                  [m.video_time if m.video_time is not None else m.ts_capture
+                                   for m in faces for _ in m.track_ids.tolist()])
         masks = np.split(flat, np.cumsum([len(m.track_ids) for m in faces])[:-1]) if faces else []
         dim = self.embedder.dim
         crops = [m.crops[mask] for m, mask in zip(faces, masks) if mask.any()]

@@ -1,10 +1,10 @@
 """Match stage: 1:N decisions per track, and gallery hot reload.
 
-``recognition.rule: track`` (the default): each track keeps a ``decisions.TrackTemplate``; once it has ``votes``
+``recognition.rule: track``: each track keeps a ``decisions.TrackTemplate``; once it has ``votes``
 embeddings, the quality-weighted mean of its best ones is compared with every person's template (mean of their
-samples) at the calibration's track threshold, after every new embedding. ``votes``: each embedding is searched
-on its own in the HNSW index of every sample (``decisions.TrackVote``), and ``votes`` of them must name the same
-person at the per-photo threshold. Each track is decided once per identity; the alert stage applies the cooldown.
+samples) at the calibration's track threshold, after every new embedding. ``votes`` (the default): each embedding is
+searched on its own in the HNSW index of every sample (``decisions.TrackVote``), and ``votes`` of them must name
+the same person at the calibration's votes threshold (``Config.votes_threshold``). Each track is decided once per identity; the alert stage applies the cooldown.
 The gallery is re-read when its generation changes on disk, so enrolling while running takes effect.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ class MatchStage(Stage):
         if self.rule == "track" and cal.track_threshold is None:  # preflight refuses this; never guess a threshold
             raise RuntimeError("recognition.rule is track but the calibration has no track_threshold")
         self.track_threshold = cal.track_threshold if cal.track_threshold is not None else cal.threshold
-        self.decision_threshold = self.track_threshold if self.rule == "track" else cal.threshold
+        self.decision_threshold = self.track_threshold if self.rule == "track" else self.cfg.votes_threshold
         self.check_gallery()
 
     def check_gallery(self) -> None:
@@ -119,8 +119,8 @@ class MatchStage(Stage):
 
     def handle_votes(self, m: Embeddings, idx: np.ndarray) -> None:
         """``recognition.rule: votes``: each embedding is searched on its own (HNSW over every sample) at the
-        per-photo threshold and ``matching.votes`` of them must name the same person (``decisions.TrackVote``)."""
-        thr = self.cfg.threshold
+        votes threshold and ``matching.votes`` of them must name the same person (``decisions.TrackVote``)."""
+        thr = self.cfg.votes_threshold
         cands = {}
         if len(idx):
             found = (self.gallery.search(m.embeddings[idx], k=self.cfg.matching.top_k) if self.gallery

@@ -13,6 +13,9 @@ with today's columns, keeping every row and id.
 
 Each event also keeps its face embedding (a BLOB, never sent to sinks): ``stream.store.event_index`` builds the
 HNSW index over them that search by face and the grouping of unknown visitors use.
+
+An unknown face found later to be someone enrolled since (``stream.store.relabel``) gets ``relabel_*`` columns beside
+its original decision, which is never overwritten: ``kind``, ``identity`` and ``score`` still say what was decided then.
 """
 from __future__ import annotations
 
@@ -53,6 +56,10 @@ CREATE TABLE IF NOT EXISTS events (
     rule TEXT,                     -- how it was decided: the track rule or votes
     chips_used INTEGER,            -- embeddings of the track the decision rests on
     embedder TEXT,                 -- profile id of the embedding below (engines/profiles.py)
+    relabel_name TEXT,             -- an unknown face found to be this person after they were enrolled
+    relabel_score REAL,            --   its score against them then (kind, identity, score: the original decision)
+    relabel_at REAL,
+    relabel_by TEXT,               --   cli | api
     embedding BLOB                 -- the track's face embedding (float32), for search by face and visitor groups
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
@@ -99,7 +106,11 @@ class EventFilter:
         for col in ("camera", "identity", "kind", "source", "unknown_id"):
             v = getattr(self, col)
             if v is not None:
-                conds.append(f"{col} = ?")
+                if col == "identity":  # the person's events include unknown faces relabelled as them
+                    conds.append("(identity = ? OR relabel_name = ?)")
+                    args.append(v)
+                else:
+                    conds.append(f"{col} = ?")
                 args.append(v)
         for col, op, v in (("ts_capture", ">=", self.since), ("ts_capture", "<=", self.until), ("score", ">=", self.min_score)):
             if v is not None:
@@ -126,6 +137,10 @@ class EventStoreError(ValueError):
 
 class UnknownEventError(EventStoreError):
     """An event id that the store does not hold."""
+
+
+class RelabelError(ValueError):
+    """An event that cannot be relabelled (not an unknown face, no stored face, already someone else's)."""
 
 
 @dataclass(frozen=True)
@@ -332,6 +347,55 @@ class EventStore:
         if cur.rowcount == 0:
             raise UnknownEventError(f"{self.path}: no event with id {event_id}")
         return self.get(event_id)
+
+    def unknown_faces(self, after_id: int = 0, limit: int = 10_000) -> list[tuple[int, str | None, np.ndarray]]:
+        """(id, embedder, embedding) of the unknown-face events after ``after_id`` (by id, at most ``limit``) that
+        could still be relabelled: a stored face, no relabel yet and no operator feedback."""
+        with self._guard():
+            rows = self.db.execute(
+                "SELECT id, embedder, embedding FROM events WHERE id > ? AND kind = 'unknown' AND embedding IS NOT NULL "
+                "AND relabel_name IS NULL AND feedback IS NULL ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
+        return [(int(i), e, np.frombuffer(b, dtype=EMBEDDING_DTYPE)) for i, e, b in rows]
+
+    def relabel_problem(self, event_id: int, name: str) -> str | None:
+        """Why the event cannot be relabelled as ``name`` (None: it can, or already is); ``UnknownEventError``."""
+        with self._guard():
+            row = self.db.execute("SELECT kind, identity, embedding IS NOT NULL, relabel_name, feedback, "
+                                  "feedback_identity FROM events WHERE id = ?", (event_id,)).fetchone()
+        if row is None:
+            raise UnknownEventError(f"{self.path}: no event with id {event_id}")
+        kind, identity, has_face, done, feedback, fb_who = row
+        if kind != "unknown":
+            return f"event {event_id} is not an unknown face (it was decided as {kind} {identity!r})"
+        if done is not None and done != name:
+            return f"event {event_id} was already relabelled as {done!r}"
+        if done is None and not has_face:
+            return f"event {event_id} has no stored face embedding"
+        if done is None and feedback is not None:
+            return f"event {event_id} already has operator feedback ({feedback} {fb_who!r})"
+        return None
+
+    def relabel(self, scores: dict[int, float], name: str, by: str, at: float | None = None) -> list[Event]:
+        """Relabel the unknown-face events ``scores`` ({event id: score against ``name``}) as ``name``, all in one
+        transaction, keeping their original decision; returns the events. Idempotent: an event already relabelled
+        as ``name`` is left as it is. Any event that cannot be relabelled (``relabel_problem``) changes nothing
+        (``RelabelError``; ``UnknownEventError`` for an id the store does not hold)."""
+        now = time.time() if at is None else at
+        with self._guard():
+            self.db.execute("BEGIN IMMEDIATE")  # the checks and the updates see the same rows
+            try:
+                for event_id, score in scores.items():
+                    why = self.relabel_problem(event_id, name)
+                    if why is not None:
+                        raise RelabelError(why)
+                    self.db.execute("UPDATE events SET relabel_name = ?, relabel_score = ?, relabel_at = ?, relabel_by = ? "
+                                    "WHERE id = ? AND relabel_name IS NULL", (name, float(score), now, by, event_id))
+                self.db.commit()
+            except BaseException:
+                self.db.rollback()
+                raise
+        found = self.by_ids(scores)
+        return [found[i] for i in scores if i in found]
 
     def visitors(self, limit: int = 50) -> list[Visitor]:
         """Unknown visitors (events grouped by ``unknown_id``), most recently seen first."""

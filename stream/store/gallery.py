@@ -829,6 +829,16 @@ class Gallery:
             else -np.inf
         return best_negative >= best_positive
 
+    def sample_vectors(self, name: str) -> np.ndarray:
+        """The embeddings (``n x dim``) of ``name``'s samples, by sample id. Unknown name -> GalleryError."""
+        name = normalize_name(name)
+        with _sqlite_errors(self.path):
+            pid = self._person_id(name)
+            rows = self.db.execute("SELECT id, ?, embedding FROM samples WHERE person_id = ? ORDER BY id",
+                                   (name, pid)).fetchall()
+        _check_blobs(rows, self.path, self.dim, "sample")
+        return np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(-1, self.dim).copy()
+
     def negatives(self, name: str) -> int:
         """How many negative samples ``name`` has (0 in a gallery from before negatives). Unknown -> GalleryError."""
         name = normalize_name(name)

@@ -93,9 +93,10 @@ export function fmtNum(x, digits = 3) {
 
 export const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
-/** The name shown for an event: the identity, else its visitor group. */
+/** The name shown for an event: the identity (or who an unknown face was relabelled as), else its visitor group. */
 export function who(ev) {
   if (ev.identity) return ev.identity;
+  if (ev.relabel_name) return ev.relabel_name;
   if (ev.unknown_id !== null && ev.unknown_id !== undefined) return `Unknown visitor #${ev.unknown_id}`;
   return 'Unknown visitor';
 }

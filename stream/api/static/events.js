@@ -1,4 +1,5 @@
-// Events page: review with filters and paging, export, feedback (Is … / Not …), search by face, visitors.
+// Events page: review with filters and paging, export, feedback (Is … / Not …), search by face, visitors;
+// an unknown face relabelled after its person was enrolled shows the new name and the original decision.
 import {api, qs} from './api.js';
 import {clear, errText, fill, fmtAgo, fmtClock, fmtDate, fmtNum, fmtShort, fmtTime, h, img, lightbox, scoreView, toast, who} from './dom.js';
 import {bus} from './live.js';
@@ -131,7 +132,10 @@ export function createEventsPage() {
         h('div', {class: 'muted small'}, `${fmtDate(ev.ts_capture || ev.ts)} · #${ev.id}${ev.source === 'scan' ? ' · scan' : ''}`)),
       h('td', {class: 'camera'}, ev.camera,
         ev.video_file ? h('div', {class: 'muted small'}, `${ev.video_file} @ ${fmtNum(ev.video_time, 1)} s`) : null),
-      h('td', {class: 'who'}, h('span', {class: 'name'}, who(ev)), ' ', h('span', {class: `tag kind ${ev.kind}`}, ev.kind)),
+      h('td', {class: 'who'}, h('span', {class: 'name'}, who(ev)), ' ',
+        ev.relabel_name ? h('span', {class: 'tag kind relabelled'}, 'relabelled') : h('span', {class: `tag kind ${ev.kind}`}, ev.kind),
+        ev.relabel_name ? h('div', {class: 'muted small originally', title: `relabelled ${fmtTime(ev.relabel_at)} (${ev.relabel_by || '?'})`},
+          `originally: ${ev.identity || ev.kind} (score ${fmtNum(ev.score)})`) : null),
       h('td', null, scoreView(ev.score, ev.threshold)),
       fbCell,
       h('td', {class: 'actions'}, h('div', {class: 'btns'}, frame, simBtn, isBtn, notBtn), msg));

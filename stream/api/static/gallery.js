@@ -1,6 +1,7 @@
-// Gallery page: the enrolled persons; enroll by upload with each file's own verdict; add samples; rename; remove.
+// Gallery page: the enrolled persons; enroll by upload with each file's own verdict; add samples; rename; remove;
+// past unknown events that look like a person (after an enrolment, or on asking) offered for relabelling.
 import {api, enc} from './api.js';
-import {clear, errText, fill, h, img, plural, toast} from './dom.js';
+import {clear, errText, fill, fmtNum, fmtTime, h, img, plural, toast} from './dom.js';
 
 /** The per-file verdicts of an upload, from a 200 body or from the error details of a 422. */
 function verdicts(body) {
@@ -12,6 +13,49 @@ function verdicts(body) {
       r.reason ? h('span', {class: 'reason muted'}, ` — ${r.reason}`) : null));
   }
   return list;
+}
+
+const lookLike = (n, person) => `${plural(n, 'past unknown event')} look${n === 1 ? 's' : ''} like ${person}`;
+
+/** "N past unknown events look like NAME — review": the candidates, each ticked, relabelled on request. */
+function relabelReview(person, count) {
+  const box = h('div', {class: 'relabel-review', dataset: {person}});
+  const start = h('button', {type: 'button', class: 'small review'}, 'Review');
+  const show = async () => {
+    fill(box, h('p', {class: 'muted'}, 'Loading past events…'));
+    try {
+      const r = await api(`/api/gallery/${enc(person)}/relabel-candidates`);
+      if (!r.candidates.length) { fill(box, h('p', {class: 'muted'}, `No past unknown events look like ${person}.`)); return; }
+      const ticks = [];
+      const list = h('ul', {class: 'relabel-list'}, r.candidates.map((c) => {
+        const tick = h('input', {type: 'checkbox', checked: true, value: String(c.event.id)});
+        ticks.push(tick);
+        return h('li', {dataset: {eventId: c.event.id}}, tick, img(c.event.face_url, {class: 'chip small', alt: 'face'}),
+          h('span', null, `#${c.event.id} · ${c.event.camera} · ${fmtTime(c.event.ts_capture || c.event.ts)}`),
+          h('span', {class: 'muted'}, `score ${fmtNum(c.score)}`));
+      }));
+      const accept = h('button', {type: 'button', class: 'small primary accept'}, `Relabel as ${person}`);
+      accept.addEventListener('click', async () => {
+        const ids = ticks.filter((t) => t.checked).map((t) => Number(t.value));
+        if (!ids.length) return;
+        accept.disabled = true;
+        try {
+          const out = await api(`/api/gallery/${enc(person)}/relabel`, {method: 'POST', json: {event_ids: ids}});
+          fill(box, h('p', {class: 'ok-text'}, `${plural(out.relabelled.length + out.already.length, 'event')} relabelled as ${person} (the original decisions are kept)`));
+        } catch (err) {
+          accept.disabled = false;
+          box.append(h('p', {class: 'error-text', role: 'alert'}, `Not relabelled: ${errText(err)}`));
+        }
+      });
+      fill(box, h('p', null, `${lookLike(r.total, person)} (score ≥ ${fmtNum(r.threshold)}):`), list, accept);
+    } catch (err) {
+      fill(box, h('p', {class: 'error-text', role: 'alert'}, `Could not load past events: ${errText(err)}`));
+    }
+  };
+  start.addEventListener('click', show);
+  if (count === null) show();
+  else box.append(h('p', null, `${lookLike(count, person)} — `, start));
+  return box;
 }
 
 function uploadBody(e) {
@@ -40,7 +84,8 @@ export function createGalleryPage() {
     fill(result, h('p', {class: 'muted'}, `Uploading ${files.files.length} file(s)…`));
     try {
       const r = await api('/api/gallery', {method: 'POST', form: fd});
-      fill(result, h('p', {class: 'ok-text'}, `${r.person}: ${plural(r.samples, 'sample')} enrolled`), verdicts(r));
+      fill(result, h('p', {class: 'ok-text'}, `${r.person}: ${plural(r.samples, 'sample')} enrolled`), verdicts(r),
+        r.relabel_candidates ? relabelReview(r.person, r.relabel_candidates) : null);
       form.reset();
       load();
     } catch (err) {
@@ -64,7 +109,8 @@ export function createGalleryPage() {
       fill(msg, h('p', {class: 'muted'}, 'Uploading…'));
       try {
         const r = await api(`/api/gallery/${enc(p.name)}/samples`, {method: 'POST', form: fd});
-        fill(msg, h('p', {class: 'ok-text'}, `${plural(r.samples, 'sample')} now`), verdicts(r));
+        fill(msg, h('p', {class: 'ok-text'}, `${plural(r.samples, 'sample')} now`), verdicts(r),
+          r.relabel_candidates ? relabelReview(p.name, r.relabel_candidates) : null);
         samples.textContent = plural(r.samples, 'sample');
       } catch (err) {
         const body = uploadBody(err);
@@ -80,6 +126,8 @@ export function createGalleryPage() {
       h('div', {class: 'btns'},
         h('button', {type: 'button', class: 'small', onclick: () => more.click()}, 'Add photos'),
         h('button', {type: 'button', class: 'small', onclick: () => rename(p, msg)}, 'Rename'),
+        h('button', {type: 'button', class: 'small past', title: 'past unknown events that look like this person',
+          onclick: () => fill(msg, relabelReview(p.name, null))}, 'Past events'),
         h('button', {type: 'button', class: 'small danger', onclick: () => remove(p, msg)}, 'Remove')),
       more, msg);
   }
