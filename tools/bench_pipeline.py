@@ -236,6 +236,8 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=None, help="live camera fps (default: the config's camera default, 5)")
     ap.add_argument("--skip-recorded", action="store_true")
     ap.add_argument("--skip-live", action="store_true")
+    ap.add_argument("--cameras", type=int, default=None,
+                    help="live: only this many cameras at the camera fps (no ladder, no overload row)")
     args = ap.parse_args()
 
     from engines.model_store import ModelStore
@@ -278,13 +280,16 @@ def main() -> None:
             print("| cameras x fps | demand fps | detect fps | alerts | p50 ms | p99 ms | max ms | dropped (send) | dropped (stale) |")
             print("|---|---|---|---|---|---|---|---|---|")
             results = []
-            for n, f in ((1, fps), (2, fps), (4, fps), (over_cams, over_fps)):
+            rows = [(args.cameras, fps)] if args.cameras else [(1, fps), (2, fps), (4, fps), (over_cams, over_fps)]
+            for n, f in rows:
                 r = live(cfg, work, clip, n, f, args.live_seconds)
                 results.append(r)
                 tag = " (overload)" if (n, f) == (over_cams, over_fps) else ""
                 print(f"| {n} x {f:g}{tag} | {r['demand_fps']:.0f} | {r['detect_fps']:.1f} | {r['alerts']} | {r['p50']:.0f} | "
                       f"{r['p99']:.0f} | {r['max']:.0f} | {r['dropped']:.0f} | {r['dropped_stale']:.0f} |", flush=True)
             base, over = results[0], results[-1]
+            if args.cameras:
+                return
             print(f"\noverload: demand {over['demand_fps']:.0f} fps = {over['demand_fps'] / capacity:.1f}x the detector's "
                   f"capacity alone ({capacity:.1f} fps); p99 {over['p99']:.0f} ms = {over['p99'] / base['p99']:.2f}x the "
                   f"unloaded p99 ({base['p99']:.0f} ms, 1 camera at {fps:g} fps)")
