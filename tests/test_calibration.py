@@ -210,3 +210,15 @@ def test_formula_helpers():
     assert fpir_for_far(1e-3, 10) == pytest.approx(1 - 0.999 ** 10)
     r = rate_at(np.array([0.1, 0.5, 0.9]), 0.5)
     assert r.false_accepts == 2 and r.trials == 3  # score >= threshold accepts
+
+
+def test_a_threshold_one_step_above_a_float32_score_rejects_that_score_in_tar_and_fnir():
+    from stream.eval.rates import fnir_at_fpir, tar_at_far
+
+    imp = np.array([0.9, 0.8, 0.7, 0.6] * 250, dtype=np.float32)  # 1000 impostors; FAR 1e-3 allows 1 above
+    s = np.float32(0.9)
+    gen = np.array([s, s, 0.95], dtype=np.float32)  # two genuine scores exactly at the excluded impostor score
+    r = tar_at_far(gen, imp, 0.001)
+    assert r.threshold > float(s) and r.rate == pytest.approx(1 / 3)  # only 0.95 is accepted
+    f = fnir_at_fpir(gen, np.ones(3, bool), imp, 0.001)
+    assert f.rate == pytest.approx(2 / 3)

@@ -32,7 +32,7 @@ from engines.profiles import profile  # noqa: E402
 from stream.config import ConfigError, load_config  # noqa: E402
 from stream.eval.calibrate import split_identities  # noqa: E402
 from stream.eval.photos import EvalError, LabelledPhotos, genuine_scores, impostor_scores  # noqa: E402
-from stream.eval.rates import threshold_at_false_rate  # noqa: E402
+from stream.eval.rates import accepts, threshold_at_false_rate  # noqa: E402
 from stream.loaders import photo_analyzer  # noqa: E402
 from tools.threshold_splits import embed  # noqa: E402
 
@@ -69,7 +69,7 @@ def fused(members: dict[str, LabelledPhotos], st: dict[str, tuple[float, float]]
 def tars(ls: LabelledPhotos, ids: np.ndarray, within: bool) -> list[float]:
     imp, _ = impostor_scores(ls, ids, within_families=within)
     gen = genuine_scores(ls, ids)
-    return [float(np.mean(gen >= threshold_at_false_rate(imp, f)[0])) for f in FARS]
+    return [float(np.mean(accepts(gen, threshold_at_false_rate(imp, f)[0]))) for f in FARS]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,7 +66,8 @@ def threshold_at_false_rate(negatives: np.ndarray, target: float) -> tuple[float
     """Lowest threshold whose false-accept rate on ``negatives`` is <= ``target``.
 
     With sorted-descending negatives d, at most k = floor(target * n) may be accepted, so the threshold is
-    just above d[k]. Returns (threshold, achieved rate).
+    just above d[k] (one float64 step). Returns (threshold, achieved rate). Compare scores with it in float64
+    (:func:`accepts`): against a float32 array NumPy casts the Python float down, back onto d[k].
     """
     d = np.sort(np.asarray(negatives, dtype=np.float64))[::-1]
     n = len(d)
@@ -77,13 +78,18 @@ def threshold_at_false_rate(negatives: np.ndarray, target: float) -> tuple[float
     return thr, float(np.mean(d >= thr))
 
 
+def accepts(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """``scores >= threshold`` in float64, whatever the scores' dtype (see :func:`threshold_at_false_rate`)."""
+    return np.asarray(scores, dtype=np.float64) >= threshold
+
+
 def tar_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> RateAt:
     """True-accept rate at a target false-accept rate; refuses when impostors are too few to measure it."""
     impostor = np.asarray(impostor)
     if len(impostor) * far < 1:
         return RateAt(far, None, None, None, f"too few impostor pairs ({len(impostor)}) to measure FAR {far:g}: need >= {int(np.ceil(1 / far))}")
     thr, achieved = threshold_at_false_rate(impostor, far)
-    return RateAt(far, float(np.mean(np.asarray(genuine) >= thr)), thr, achieved)
+    return RateAt(far, float(np.mean(accepts(genuine, thr))), thr, achieved)
 
 
 def roc_curve(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -143,7 +149,7 @@ def fnir_at_fpir(
     if len(nonmated_scores) * fpir < 1:
         return RateAt(fpir, None, None, None, f"too few non-mated probes ({len(nonmated_scores)}) for FPIR {fpir:g}")
     thr, achieved = threshold_at_false_rate(nonmated_scores, fpir)
-    hit = np.asarray(mated_correct, bool) & (np.asarray(mated_scores) >= thr)
+    hit = np.asarray(mated_correct, bool) & accepts(mated_scores, thr)
     return RateAt(fpir, float(1 - hit.mean()), thr, achieved)
 
 
