@@ -283,7 +283,7 @@ def track_promise(t: dict) -> str:
             f"{t['impostors']} impostor passes)" + ("; WEAK" if t["weak"] else ""))
 
 
-def measure_votes(trials: PassTrials, res: dict, margin: float, allow_weak: bool = False) -> dict:
+def measure_votes(trials: PassTrials, res: dict, margin: float) -> dict:
     """The votes rule's threshold and its promise per track, on the votes-scored passes (``pass_trials(rule=
     "votes")``): the rule calibrated on them like the track rule (FAR bound, FPIR at N, then ``margin`` for people
     the data does not hold), and never below the per-photo threshold ``res["threshold"]``. Why its own: a track

@@ -4,7 +4,8 @@
 embeddings, the quality-weighted mean of its best ones is compared with every person's template (mean of their
 samples) at the calibration's track threshold, after every new embedding. ``votes`` (the default): each embedding is
 searched on its own in the HNSW index of every sample (``decisions.TrackVote``), and ``votes`` of them must name
-the same person at the calibration's votes threshold (``Config.votes_threshold``). Each track is decided once per identity; the alert stage applies the cooldown.
+the same person at the calibration's votes threshold (``Config.votes_threshold``). Each track is decided once per
+identity; the alert stage applies the cooldown.
 The gallery is re-read when its generation changes on disk, so enrolling while running takes effect.
 """
 from __future__ import annotations
@@ -120,7 +121,7 @@ class MatchStage(Stage):
     def handle_votes(self, m: Embeddings, idx: np.ndarray) -> None:
         """``recognition.rule: votes``: each embedding is searched on its own (HNSW over every sample) at the
         votes threshold and ``matching.votes`` of them must name the same person (``decisions.TrackVote``)."""
-        thr = self.cfg.votes_threshold
+        thr = self.decision_threshold  # Config.votes_threshold, read once in __init__
         cands = {}
         if len(idx):
             found = (self.gallery.search(m.embeddings[idx], k=self.cfg.matching.top_k) if self.gallery
