@@ -96,8 +96,16 @@ class Alone:
         self.spec = StageSpec(stage, cfg.model_dump(mode="json"), self.ep, live=False, options=options)
         self.proc = mp.get_context("spawn").Process(target=stage_main, args=(self.spec,), daemon=True)
 
-    def run(self, in_key: str | None, out_key: str | None, feed: list[list[bytes]], done) -> tuple[list[list[bytes]], float]:
-        sink = None
+    def run(self, in_key: str | None, out_key: str | None, feed: list[list[bytes]], done,
+            side_key: str | None = None, side: list[list[bytes]] | None = None) -> tuple[list[list[bytes]], float]:
+        """Feed ``feed`` to ``in_key``, drain ``out_key`` until ``done``; what the stage sends to ``side_key`` (capture's
+        per-file ``SourceSummary`` goes straight to the last stage) is appended to ``side``. A stage that stops
+        making progress for 120 s raises instead of hanging the benchmark."""
+        sink = side_sock = None
+        if side_key:
+            side_sock = self.ctx.socket(zmq.PULL)
+            side_sock.setsockopt(zmq.RCVHWM, 0)
+            side_sock.bind(self.ep[side_key])
         if out_key:
             sink = self.ctx.socket(zmq.PULL)
             sink.setsockopt(zmq.RCVHWM, 0)
@@ -116,8 +124,11 @@ class Alone:
             feeder.start()
         out: list[list[bytes]] = []
         t_first = None
+        deadline = time.monotonic() + 120
         try:
             while True:
+                while side_sock is not None and side is not None and side_sock.poll(0):
+                    side.append(side_sock.recv_multipart())
                 if sink is not None:
                     if not sink.poll(120_000):
                         raise RuntimeError(f"stage {self.spec.kind} stalled")
@@ -129,9 +140,13 @@ class Alone:
                         break
                 elif done(None):
                     break
+                elif time.monotonic() > deadline:
+                    raise RuntimeError(f"stage {self.spec.kind} did not finish within 120 s")
                 else:
                     time.sleep(0.002)
             t_end = time.perf_counter()
+            while side_sock is not None and side is not None and side_sock.poll(200):
+                side.append(side_sock.recv_multipart())
         finally:
             self.proc.terminate()
             self.proc.join(10)
@@ -170,8 +185,10 @@ def stages_alone(cfg: Config, work: Path, gallery: Path, clip: Path, frames: int
     report = work / "report.json"
     opts = {"files": files, "every": 1, "report_path": str(report), "observations": False, "gallery": str(gallery)}
     stages = {}
+    summaries: list[list[bytes]] = []  # capture's SourceSummary per file, which the collect stage waits for
     frames_msgs, secs = Alone(cfg, CaptureStage, {"camera": {"name": "scan"}, "files": files, "every": 1,
-                                               "instance": "capture"}).run(None, "frames", [], is_eos)
+                                               "instance": "capture"}).run(None, "frames", [], is_eos,
+                                                                           "decisions", summaries)
     stages["capture (decode)"] = (frames - 1) / secs
     faces_msgs, secs = Alone(cfg, DetectStage, {}).run("frames", "faces", frames_msgs, is_eos)
     stages["detect"] = (frames - 1) / secs
@@ -183,7 +200,9 @@ def stages_alone(cfg: Config, work: Path, gallery: Path, clip: Path, frames: int
     stages["match"] = (frames - 1) / secs
     del emb_msgs
     report.unlink(missing_ok=True)
-    _, secs = Alone(cfg, CollectStage, opts).run("decisions", None, dec_msgs, lambda _p: report.exists())
+    if not summaries:
+        raise RuntimeError("capture sent no SourceSummary: the collect stage would wait for it forever")
+    _, secs = Alone(cfg, CollectStage, opts).run("decisions", None, dec_msgs + summaries, lambda _p: report.exists())
     stages["collect"] = frames / secs
     return stages
 
