@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from engines.align import umeyama_similarity, warp_chip
-from engines.detections import Detections
+from engines.detections import Detections, iou_matrix
 from engines.image import to_bgr
 
 CROP_SIZE = 256
@@ -86,6 +86,33 @@ class FaceDetector(ABC):
 
     def detect(self, image: np.ndarray) -> Detections:
         return self.detect_batch([image])[0]
+
+    def detect_regions(self, image: np.ndarray, regions: np.ndarray) -> Detections:
+        """Detections inside ``regions`` [K, 4] (int x1, y1, x2, y2, disjoint) of ``image``, in the image's pixels.
+
+        Why: motion gating detects where something moved, cut from the full-resolution frame, so a small face keeps
+        its pixels instead of shrinking with a whole frame scaled to the detector's input; and a region costs a
+        fraction of a frame. Each region is one call (regions differ in size); a face cut by two touching regions
+        is kept once (the higher score)."""
+        found = []
+        for x1, y1, x2, y2 in np.asarray(regions, np.int64).reshape(-1, 4):
+            if x2 - x1 < 8 or y2 - y1 < 8:
+                continue
+            d = self.detect(np.ascontiguousarray(image[y1:y2, x1:x2]))
+            if len(d):
+                off = np.array([x1, y1], np.float32)
+                found.append(Detections(d.boxes + np.tile(off, 2), d.scores, d.landmarks + off))
+        if not found:
+            return Detections.empty()
+        d = Detections(*(np.concatenate(parts) for parts in zip(*((f.boxes, f.scores, f.landmarks) for f in found))))
+        order = np.argsort(-d.scores, kind="stable")
+        d = d.subset(order)
+        keep: list[int] = []
+        iou = iou_matrix(d.boxes, d.boxes)
+        for i in range(len(d)):
+            if all(iou[i, j] < 0.4 for j in keep):
+                keep.append(i)
+        return d.subset(np.array(keep, np.int64))
 
 
 class FaceEmbedder(ABC):

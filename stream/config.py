@@ -129,6 +129,17 @@ class CameraConfig(_Strict):
     enabled: bool = Field(True, description="a disabled camera is not started")
     replay: bool = Field(False, description="play a video file as a live camera: at its own fps, looping")
     unknown_min_face: int | None = Field(None, ge=0, description="px; overrides unknown.min_face for this camera")
+    motion_mask: list[list[tuple[float, float]]] = Field(default_factory=list, description="zones where motion is ignored (a clock, a tree, a screen): polygons of (x, y) points as shares of the frame width and height, 0..1, at least 3 points each; faces there are still found by the whole-frame and track detections")
+
+    @field_validator("motion_mask")
+    @classmethod
+    def _polygons(cls, v: list[list[tuple[float, float]]]) -> list[list[tuple[float, float]]]:
+        for i, poly in enumerate(v):
+            if len(poly) < 3:
+                raise ValueError(f"polygon {i} has {len(poly)} point(s); a zone needs at least 3")
+            if any(not (0 <= x <= 1 and 0 <= y <= 1) for x, y in poly):
+                raise ValueError(f"polygon {i}: points are shares of the frame, 0..1 (x, y)")
+        return v
 
     @field_validator("source")
     @classmethod
@@ -313,6 +324,23 @@ class TrackingConfig(_Strict):
     cut_threshold: float = Field(0.5, gt=0, le=2, description="scene-cut detector: Bhattacharyya distance between the colour histograms of consecutive frames above which every track of the camera ends")
 
 
+class MotionConfig(_Strict):
+    """Motion gating of the detector (README Performance): where nothing moves and nobody is tracked, the detector
+    does not run; where something moves it runs on those regions at full resolution; tracks are carried between
+    detections by the tracker."""
+
+    enabled: bool = Field(True, description="false = run the detector on every whole frame (the baseline tools/bench_pipeline.py compares against)")
+    threshold: int = Field(20, ge=1, le=255, description="grey-level difference (0-255, on a blurred 320 px copy, after gain compensation) at which a pixel has moved; lower = more sensitive")
+    min_area: float = Field(0.0002, ge=0, le=1, description="share of the frame a moving blob must cover to count (0.0002 of 1080p = a 20 x 20 px patch)")
+    background_s: float = Field(2.0, gt=0, le=600, description="time constant of the background model (s): a change that stays this long becomes background")
+    warmup_frames: int = Field(5, ge=1, le=1000, description="frames the background model learns from at the start of each source, detecting every detect_interval_s on the whole frame meanwhile")
+    global_share: float = Field(0.4, gt=0, le=1, description="share of the frame changing at once that is a lighting change or camera shake, not motion: one whole-frame detection, then the background is reset")
+    detect_interval_s: float = Field(0.15, ge=0, le=10, description="while something moves or a track lives, the detector runs every N frames, N = detect_interval_s x fps (at least 1); in between the tracker carries the boxes; a new motion after a still spell is detected at once")
+    still_interval_s: float = Field(0.5, gt=0, le=60, description="a track in a still scene (a person standing still) is re-detected this often so it is not lost; keep it under tracking.max_gap_s")
+    full_frame_s: float = Field(10.0, gt=0, le=3600, description="the whole frame is detected at least this often, whatever moves (a person who never moved since the start is still found)")
+    max_region_share: float = Field(0.5, gt=0, le=1, description="when the motion and track regions cover more of the frame than this, the whole frame is detected instead")
+
+
 class Config(_Strict):
     """facewatch configuration. A user file overrides only what it names; unknown keys are errors."""
 
@@ -325,6 +353,7 @@ class Config(_Strict):
     matching: MatchingConfig = Field(default_factory=MatchingConfig, description="1:N matching")
     cameras: list[CameraConfig] = Field(default_factory=list, description="live cameras; see config/example.yaml")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="face tracks")
+    motion: MotionConfig = Field(default_factory=MotionConfig, description="motion gating of the detector")
     detect_batch: DetectBatchConfig = Field(default_factory=DetectBatchConfig, description="detector batching")
     embed_batch: EmbedBatchConfig = Field(default_factory=EmbedBatchConfig, description="embedder batching")
     alerts: AlertConfig = Field(default_factory=AlertConfig, description="alerting")
@@ -396,6 +425,10 @@ class Config(_Strict):
         """The quality gate's minimum face size on ``camera`` (its own, else the global one)."""
         own = next((c.min_face for c in self.cameras if c.name == camera), None)
         return self.quality.min_face if own is None else own
+
+    def motion_mask(self, camera: str) -> list[list[tuple[float, float]]]:
+        """The zones of ``camera`` where motion is ignored (none for a camera not in the config, e.g. a scanned file)."""
+        return next((c.motion_mask for c in self.cameras if c.name == camera), [])
 
     def unknown_min_face(self, camera: str) -> int:
         """The smallest face (px) an unknown-face alert on ``camera`` needs."""

@@ -24,10 +24,16 @@ from engines.face_model import crop_sharpness, face_crop
 from stream.loaders import pipeline_detector
 from stream.pipeline.decisions import LiveBatchCut, face_quality
 from stream.pipeline.messages import Faces, Frame
+from stream.pipeline.motion import DetectPlanner, MotionDetector, Plan, small_copy
 from stream.pipeline.stage import Stage, StageSpec
 from stream.pipeline.tracker import IouTracker, SceneCuts
 
 log = logging.getLogger(__name__)
+
+
+def frame_time(m: Frame) -> float:
+    """The frame's own time: video time in ``scan``, capture time live (what tracks, cuts and the gate count in)."""
+    return m.video_time if m.video_time is not None else m.ts_capture
 
 
 class DetectStage(Stage):
@@ -39,6 +45,8 @@ class DetectStage(Stage):
         self.tracker = IouTracker(max_age_s=self.cfg.tracking.max_gap_s)
         self.scenes = SceneCuts(self.cfg.tracking.cut_threshold, self.cfg.tracking.max_gap_s)
         self.cameras = max(1, len([c for c in self.cfg.cameras if c.enabled]))
+        self.motion: dict[str, MotionDetector] = {}
+        self.planners: dict[str, DetectPlanner] = {}
         self.cut = LiveBatchCut(self.cfg.detect_batch.max_batch, self.cfg.detect_batch.live_budget_ms)
         self.inp = self.pull(spec.endpoints["frames"])
         self.out = self.push(spec.endpoints["faces"])
@@ -71,15 +79,12 @@ class DetectStage(Stage):
         t0 = time.perf_counter()
         frames = [m for m in batch if not m.eos and m.image is not None]
         self.metrics.inc("frames_in", len(frames))
+        smalls: dict[int, np.ndarray] = {}
         for m in frames:  # per camera, for its processed-fps in the live state
             self.metrics.inc(f"processed:{m.camera}")
-        by_shape: dict[tuple, list[Frame]] = {}
-        for m in frames:
-            by_shape.setdefault(m.image.shape, []).append(m)
-        results: dict[int, Detections] = {}
-        for group in by_shape.values():
-            for m, faces in zip(group, self.detector.detect_batch([m.image for m in group])):
-                results[id(m)] = faces
+            smalls[id(m)] = small_copy(m.image)
+            self.new_scene(m, smalls[id(m)])
+        results = self.detect(frames, smalls)
         if frames:
             ms = (time.perf_counter() - t0) * 1000
             self.metrics.batches.append(len(frames))
@@ -89,20 +94,58 @@ class DetectStage(Stage):
             if m.eos:
                 self.tracker.end_camera(m.camera)
                 self.scenes.forget(m.camera)
+                self.motion.pop(m.camera, None)
+                self.planners.pop(m.camera, None)
                 self.send(self.out, Faces(m.camera, m.seq, m.ts_capture, m.video_time, m.frame_index, eos=True), force=True)
                 continue
             if id(m) in results:
-                self.new_scene(m)
                 self.emit(m, results[id(m)])
 
-    def new_scene(self, m: Frame) -> None:
+    def detect(self, frames: list[Frame], smalls: dict[int, np.ndarray]) -> dict[int, Detections]:
+        """Detections of the frames the motion gate says to detect (all of them, whole, when gating is off):
+        whole frames batched by shape, regions one call each; the frames it skips get none (their tracks are
+        carried by the tracker)."""
+        whole: list[Frame] = []
+        results: dict[int, Detections] = {}
+        for m in frames:
+            if not self.cfg.motion.enabled:
+                whole.append(m)
+                continue
+            plan = self.plan(m, smalls[id(m)])
+            self.metrics.inc(f"detect_{plan.kind}" if plan.kind != "skip" else "detect_skipped")
+            if plan.kind == "full":
+                whole.append(m)
+            elif plan.kind == "regions":
+                results[id(m)] = self.detector.detect_regions(m.image, plan.regions)
+        by_shape: dict[tuple, list[Frame]] = {}
+        for m in whole:
+            by_shape.setdefault(m.image.shape, []).append(m)
+        for group in by_shape.values():
+            for m, faces in zip(group, self.detector.detect_batch([m.image for m in group])):
+                results[id(m)] = faces
+        return results
+
+    def plan(self, m: Frame, small: np.ndarray) -> Plan:
+        """The motion gate's plan for one frame of its camera (``small``: its ``small_copy``)."""
+        motion = self.motion.get(m.camera)
+        if motion is None:
+            motion = self.motion[m.camera] = MotionDetector(self.cfg.motion, self.cfg.motion_mask(m.camera))
+            self.planners[m.camera] = DetectPlanner(self.cfg.motion)
+        t = frame_time(m)
+        h, w = m.image.shape[:2]
+        return self.planners[m.camera].plan(t, w, h, motion.update(m.image, t, small), self.tracker.predicted(m.camera, t))
+
+    def new_scene(self, m: Frame, small: np.ndarray) -> None:
         """End every track of the camera when this frame starts a new scene (every processed frame, faces or not,
-        so the next one is compared with this one)."""
-        t = m.video_time if m.video_time is not None else m.ts_capture
-        why = self.scenes.check(m.camera, m.image, t, m.source_time)
+        so the next one is compared with this one); the motion gate learns the new scene from scratch."""
+        t = frame_time(m)
+        why = self.scenes.check(m.camera, small, t, m.source_time)
         if why is not None:
             ended = self.tracker.end_camera(m.camera)
             self.metrics.inc("track_resets")
+            if m.camera in self.planners:
+                self.planners[m.camera].reset()
+                self.motion[m.camera].reset()
             log.debug("camera %s: %s at t=%.3f, %d track(s) ended", m.camera, why, t, ended)
 
     def emit(self, m: Frame, faces: Detections) -> None:
@@ -123,7 +166,7 @@ class DetectStage(Stage):
         if not keep.any():
             return
         f = faces.subset(keep)
-        t = m.video_time if m.video_time is not None else m.ts_capture
+        t = frame_time(m)
         ids, _ = self.tracker.update(m.camera, f.boxes, t)
         quality = face_quality(f.scores, f.sizes, np.array(sharp))
         out = Faces(m.camera, m.seq, m.ts_capture, m.video_time, m.frame_index, gated=gated, boxes=f.boxes,

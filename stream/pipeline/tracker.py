@@ -70,6 +70,12 @@ class IouTracker:
         many tracks ended."""
         return len(self.tracks.pop(camera, []))
 
+    def predicted(self, camera: str, t: float) -> np.ndarray:
+        """[K, 4] boxes of the camera's live tracks moved along their velocities to ``t``: where motion gating
+        re-detects them, and what carries them between detections."""
+        live = [tr for tr in self.tracks.get(camera, []) if t - tr.last_seen <= self.max_age_s]
+        return np.array([tr.predicted(t) for tr in live], np.float64).reshape(-1, 4)
+
     def update(self, camera: str, boxes: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
         """Track ids and track start times for ``boxes`` seen at time ``t``."""
         live = [tr for tr in self.tracks.get(camera, []) if t - tr.last_seen <= self.max_age_s]
