@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from stream.pipeline.decisions import AlertRules, Cooldown, EmbeddingBudget, LiveBatchCut, TrackVote
+from stream.pipeline.decisions import AlertRules, Cooldown, EmbeddingBudget, LiveBatchCut, TrackVote, face_quality
 
 
 # ============================================================================================ TrackVote
@@ -493,3 +493,40 @@ def test_one_vote_names_a_person_at_once_but_unknown_needs_two_misses():
     w.add(None, 0.3)
     w.add(None, 0.4)
     assert w.decide() == ("unknown", None, 0.4)
+
+
+# ----------------------------------------------------------------------------------------- quality: pose
+def test_frontality_is_high_for_the_template_and_falls_as_the_face_turns_or_tilts():
+    from engines.face_model import CROP_TEMPLATE
+    from stream.pipeline.decisions import FRONTAL_FLOOR, frontality
+
+    frontal = CROP_TEMPLATE.copy()
+    iod = frontal[1, 0] - frontal[0, 0]
+    turned, more, tilted = frontal.copy(), frontal.copy(), frontal.copy()
+    turned[2, 0] += 0.2 * iod  # nose off the eyes' midpoint: yaw
+    more[2, 0] += 0.6 * iod
+    tilted[2, 1] -= 0.3 * iod  # nose up towards the eyes: pitch
+    f = frontality(np.stack([frontal, turned, more, tilted]))
+    assert f[0] > 0.95 and f[0] > f[1] > f[2] and f[3] < f[0]
+    assert f[2] == pytest.approx(FRONTAL_FLOOR)  # fully turned: the floor, never 0
+
+
+def test_frontality_ignores_in_plane_roll():
+    from engines.face_model import CROP_TEMPLATE
+    from stream.pipeline.decisions import frontality
+
+    c = CROP_TEMPLATE.mean(0)
+    a = np.deg2rad(25)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    rolled = (CROP_TEMPLATE - c) @ rot.T + c
+    assert frontality(rolled[None])[0] == pytest.approx(frontality(CROP_TEMPLATE[None])[0], abs=1e-6)
+
+
+def test_face_quality_ranks_a_frontal_look_above_a_turned_one_of_the_same_size_and_sharpness():
+    from engines.face_model import CROP_TEMPLATE
+
+    turned = CROP_TEMPLATE.copy()
+    turned[2, 0] += 0.3 * (turned[1, 0] - turned[0, 0])
+    q = face_quality(np.array([0.99, 0.99]), np.array([120, 120]), np.array([150, 150]), np.stack([CROP_TEMPLATE, turned]))
+    assert q[0] > q[1] > 0
+    assert face_quality(0.99, 120, 150) == pytest.approx(0.99)  # without landmarks: as before

@@ -18,11 +18,45 @@ from engines.aggregate import track_vector
 DecisionKind = Literal["watchlist", "unknown"]
 
 
-def face_quality(det_score, size, sharpness):
+#: How far the nose may sit off the eyes' midpoint (in inter-ocular distances, along the eye line) and how far
+#: its height under the eyes may differ from the frontal template's share of the eye-to-mouth height, before a
+#: look counts as fully turned (yaw) or tilted (pitch). Frontal ArcFace template: 0.00 and 0.49.
+YAW_FULL = 0.5
+PITCH_FULL = 0.25
+FRONTAL_NOSE_SHARE = 0.49
+#: A turned look costs at most a fifth of its quality: enough to rank a frontal look first among the chips of a
+#: batch, not enough for ``EmbeddingBudget.keep_share`` (0.8) to refuse a person's turned looks on its own once a
+#: frontal one was seen (the votes rule needs different looks).
+FRONTAL_FLOOR = 0.8
+
+
+def frontality(landmarks) -> np.ndarray:
+    """How frontal each face is, in ``FRONTAL_FLOOR``..1, from its 5 landmarks [N, 5, 2] (eyes as seen, nose,
+    mouth corners): 1 for a face looking at the camera, lower as it turns (yaw) or tilts (pitch). Measured in the
+    eye-aligned frame, so an in-plane roll (which alignment undoes) costs nothing."""
+    lm = np.asarray(landmarks, np.float64).reshape(-1, 5, 2)
+    eyes = (lm[:, 0] + lm[:, 1]) / 2
+    v = lm[:, 1] - lm[:, 0]
+    iod = np.maximum(np.linalg.norm(v, axis=1), 1e-6)
+    ux, uy = v[:, 0] / iod, v[:, 1] / iod
+    rel_nose = lm[:, 2] - eyes
+    mouth = (lm[:, 3] + lm[:, 4]) / 2 - eyes
+    nose_x = (rel_nose[:, 0] * ux + rel_nose[:, 1] * uy) / iod
+    nose_y = -rel_nose[:, 0] * uy + rel_nose[:, 1] * ux
+    mouth_y = -mouth[:, 0] * uy + mouth[:, 1] * ux
+    share = nose_y / np.where(np.abs(mouth_y) > 1e-6, mouth_y, 1e-6)
+    yaw = np.clip(1 - np.abs(nose_x) / YAW_FULL, 0, 1)
+    pitch = np.clip(1 - np.abs(share - FRONTAL_NOSE_SHARE) / PITCH_FULL, 0, 1)
+    return FRONTAL_FLOOR + (1 - FRONTAL_FLOOR) * yaw * pitch
+
+
+def face_quality(det_score, size, sharpness, landmarks=None):
     """How good a look of a face is, in 0..1 (numpy arrays or floats): the detector's score, scaled down for faces
-    under 100 px (``min(width, height)`` of the box) and for chips under a sharpness of 100 (variance of the
-    Laplacian). Ranks the chips of a track (the embed budget, the track rule's weights, enrolment from video)."""
-    return det_score * np.minimum(1.0, np.asarray(size) / 100.0) * np.minimum(1.0, np.asarray(sharpness) / 100.0)
+    under 100 px (``min(width, height)`` of the box), for chips under a sharpness of 100 (variance of the
+    Laplacian) and, given the landmarks, for a turned or tilted face (``frontality``). Ranks the chips of a track
+    (the embed budget, the track rule's weights, enrolment from video), so the budget goes to the best looks."""
+    q = det_score * np.minimum(1.0, np.asarray(size) / 100.0) * np.minimum(1.0, np.asarray(sharpness) / 100.0)
+    return q if landmarks is None else q * frontality(landmarks)
 
 
 # ----------------------------------------------------------------------------------------- match: vote

@@ -168,7 +168,7 @@ class DetectStage(Stage):
         f = faces.subset(keep)
         t = frame_time(m)
         ids, _ = self.tracker.update(m.camera, f.boxes, t)
-        quality = face_quality(f.scores, f.sizes, np.array(sharp))
+        quality = face_quality(f.scores, f.sizes, np.array(sharp), f.landmarks)
         out = Faces(m.camera, m.seq, m.ts_capture, m.video_time, m.frame_index, gated=gated, boxes=f.boxes,
                     scores=f.scores, landmarks=f.landmarks, track_ids=ids, quality=quality.astype(np.float32),
                     crops=np.stack(crops), image=m.image)

@@ -28,7 +28,7 @@ class EmbedStage(Stage):
         super().__init__(spec)
         self.embedder = pipeline_embedder(self.cfg, live=self.live)
         self.budget = EmbeddingBudget(self.cfg.matching.max_embeddings_per_track, forget_s=TRACK_FORGET_S,
-                                      min_gap_s=self.cfg.matching.embed_gap_s)
+                                      min_gap_s=self.cfg.embed_gap_s)
         self.inp = self.pull(spec.endpoints["faces"])
         self.out = self.push(spec.endpoints["embeddings"])
 

@@ -181,7 +181,7 @@ def read_faces(analyzer: FaceAnalyzer, cfg: Config, path: str | Path, sample_fps
             crops, sharp = crops[sharp_ok], sharp[sharp_ok]
             ids, _ = tracker.update(CAMERA, faces.boxes[idx], t)
             embs = analyzer.embedder.embed_crops(crops)
-            quality = face_quality(faces.scores[idx], sizes[idx], sharp)
+            quality = face_quality(faces.scores[idx], sizes[idx], sharp, faces.landmarks[idx])
             for j, k in enumerate(idx):
                 n = numbers.setdefault(int(ids[j]), len(numbers) + 1)
                 if n > len(out.tracks):
