@@ -188,3 +188,52 @@ def test_a_40px_face_in_1080p_is_found_in_its_region(analyzer):
         assert len(det.detect(frame)) == 0
     finally:
         det.max_side = saved
+
+
+# ------------------------------------------------------------------------ through the real pipeline (scan)
+def scan_scene(tmp_path, gallery, actors, gated: bool, duration_s: float, lighting=()):
+    from stream.media.clips import render_scene
+    from stream.scan.run import scan_videos
+
+    clip = render_scene(tmp_path / f"scene-{gated}.mp4", actors, size=(640, 360), fps=10.0, duration_s=duration_s,
+                        lighting=list(lighting))
+    cfg = load_config(overrides={"data_dir": str(tmp_path), "engines": {"engine": "onnxruntime", "threads": 2},
+                                 "alerts": {"cooldown_s": 0, "sinks": {"console": False}},
+                                 "metrics": {"enabled": False}, "motion": {"enabled": gated}})
+    v = scan_videos(cfg, [str(clip)], 1, str(gallery), False, progress=False, timeout_s=300).videos[0]
+    assert v.status == "complete"
+    return [e for e in v.events if e.identity == "astronaut"]
+
+
+def test_gated_scan_alerts_a_person_standing_still_from_the_start_and_one_walking_in_after_a_lighting_change(
+        tmp_path, astro_gallery):
+    """Nobody moves for the first 4 s but a person stands there from frame 0 (only the whole-frame detection at the
+    start can find them); the lights dim at 2 s; a second person walks in at 4.5 s. Both are alerted, each once."""
+    from stream.media.clips import Actor
+
+    head = astronaut_head()
+    actors = [Actor(head, 150, [(0.0, 0.25, 0.5), (4.0, 0.25, 0.5)]),
+              Actor(cv2.flip(head, 1), 150, [(4.5, 0.95, 0.5), (7.5, 0.6, 0.5)])]
+    events = scan_scene(tmp_path, astro_gallery, actors, True, 8.0, lighting=[(2.0, 0.7)])
+    starts = sorted(e.video_time for e in events)
+    assert len(events) == 2, starts
+    assert starts[0] < 0.2 and 4.5 <= starts[1] < 4.5 + 0.5, starts
+
+
+@pytest.mark.parametrize("kind", ["missing", "fifo", "not-a-video"])
+def test_motion_plan_tool_refuses_bad_input_in_one_line(tmp_path, kind):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "x.mp4"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "not-a-video":
+        path.write_text("hello")
+    tool = Path(__file__).resolve().parent.parent / "tools" / "motion_plan.py"
+    r = subprocess.run([sys.executable, str(tool), str(path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and str(path) in lines[0] and "Traceback" not in r.stderr

@@ -6,6 +6,12 @@ of each camera (older ones are counted as ``dropped_stale``) cut to what fits in
 cameras taking turns, so an overloaded detector drops frames (``dropped_overload``) instead of letting
 each batch, and so the latency, grow with the camera count.
 
+Motion gating (``stream.pipeline.motion``, ``motion.enabled``): every frame is looked at on a 320 px copy, but the
+detector runs only where and when the gate says: not at all on a still, empty scene (counted as
+``detect_skipped``), on the motion and track regions cut from the full-resolution frame (``detect_regions``), or on
+the whole frame (``detect_full``); between detections the tracker carries the tracks. The same 320 px copy feeds the
+scene-cut check, so each frame is scaled down once.
+
 Before tracking, each processed frame is checked by ``tracker.SceneCuts`` against the camera's previous one: a
 scene cut, time going backwards (a looping file, a restarted camera) or a gap over ``tracking.max_gap_s`` ends
 every track of the camera (counted as ``track_resets``), so a person seen again after it gets a new track, which
