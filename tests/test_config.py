@@ -83,3 +83,13 @@ def test_cli_and_pipeline_build_the_detector_from_the_same_config(fw_home, tmp_p
     cfg = load_config(p)
     for det in (photo_analyzer(cfg).detector, pipeline_detector(cfg)):
         assert (det.score_threshold, det.nms_threshold, det.max_side) == (0.77, 0.25, 1920)
+
+
+def test_example_config_loads():
+    """config/example.yaml is what users copy: it must validate against the model (it once carried a stale key)."""
+    from pathlib import Path
+
+    from stream.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "config" / "example.yaml")
+    assert cfg.motion_mask("entrance") and cfg.alerts.delivery.max_backoff_s == 60
