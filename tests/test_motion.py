@@ -217,7 +217,9 @@ def test_gated_scan_alerts_a_person_standing_still_from_the_start_and_one_walkin
     events = scan_scene(tmp_path, astro_gallery, actors, True, 8.0, lighting=[(2.0, 0.7)])
     starts = sorted(e.video_time for e in events)
     assert len(events) == 2, starts
-    assert starts[0] < 0.2 and 4.5 <= starts[1] < 4.5 + 0.5, starts
+    # the first within the warm-up's whole-frame detections (every detect_interval_s) and the still track's
+    # re-detection (still_interval_s 0.5 s); the second within a detection interval of its entry plus a few looks
+    assert starts[0] <= 0.6 and 4.5 <= starts[1] < 4.5 + 0.6, starts
 
 
 @pytest.mark.parametrize("kind", ["missing", "fifo", "not-a-video"])
