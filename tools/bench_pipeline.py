@@ -68,8 +68,14 @@ def make_clip(path: Path, size: tuple[int, int], seconds: float, cycle_s: float 
         apps = [Appearance(head, t, t + cycle_s - 0.5, height) for t in np.arange(0.2, seconds - cycle_s + 0.5, cycle_s)]
     else:
         apps = [Appearance(head, 0.0, seconds / 2 - 0.2, height), Appearance(head, seconds / 2, seconds, height)]
-    raw = render_clip(path.with_suffix(".raw.mp4"), apps, size=size, fps=SOURCE_FPS, duration_s=seconds)
-    if shutil.which("ffmpeg"):  # H.264 without B-frames, like a camera; mp4v otherwise
+    return camera_encoded(render_clip(path.with_suffix(".raw.mp4"), apps, size=size, fps=SOURCE_FPS, duration_s=seconds),
+                          path)
+
+
+def camera_encoded(raw: Path, path: Path) -> Path:
+    """``raw`` re-encoded to ``path`` as H.264 without B-frames, like a camera (``raw`` is removed); the mp4v
+    ``raw`` itself, renamed, where there is no ffmpeg."""
+    if shutil.which("ffmpeg"):
         subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(raw), "-c:v", "libx264", "-bf", "0", "-g", "50",
                         "-preset", "veryfast", "-pix_fmt", "yuv420p", str(path)], check=True)
         raw.unlink()
@@ -240,12 +246,7 @@ def make_scene(path: Path, size: tuple[int, int]) -> tuple[Path, list[Actor]]:
     actors = scene_actors(size[1])
     raw = render_scene(path.with_suffix(".raw.mp4"), actors, size=size, fps=SOURCE_FPS, duration_s=SCENE_S,
                        lighting=LIGHTING)
-    if shutil.which("ffmpeg"):
-        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(raw), "-c:v", "libx264", "-bf", "0", "-g", "50",
-                        "-preset", "veryfast", "-pix_fmt", "yuv420p", str(path)], check=True)
-        raw.unlink()
-        return path, actors
-    return raw.rename(path), actors
+    return camera_encoded(raw, path), actors
 
 
 def appearance_recall(events, actors: list[Actor], size: tuple[int, int]) -> tuple[int, list[float], int]:

@@ -23,7 +23,7 @@ from stream.config import load_config  # noqa: E402
 from stream.media.native_logs import quiet_native_logs  # noqa: E402
 from stream.loaders import pipeline_detector  # noqa: E402
 from stream.pipeline.capture import VideoError, open_recorded  # noqa: E402
-from stream.pipeline.motion import DetectPlanner, MotionDetector, small_copy  # noqa: E402
+from stream.pipeline.motion import MotionGate, small_copy  # noqa: E402
 from stream.pipeline.tracker import IouTracker, SceneCuts  # noqa: E402
 
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     det = pipeline_detector(cfg, live=False)
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    motion, planner = MotionDetector(cfg.motion), DetectPlanner(cfg.motion)
+    gate = MotionGate(cfg.motion)
     tracker, cuts = IouTracker(cfg.tracking.max_gap_s), SceneCuts(cfg.tracking.cut_threshold, cfg.tracking.max_gap_s)
     ms: dict[str, float] = collections.defaultdict(float)
     kinds: collections.Counter = collections.Counter()
@@ -66,10 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         small = timed("320 px copy", small_copy, img)
         if timed("scene-cut check", cuts.check, "v", small, t):
             tracker.end_camera("v")
-            planner.reset()
-            motion.reset()
-        m = timed("motion gate", motion.update, img, t, small)
-        plan = planner.plan(t, img.shape[1], img.shape[0], m, tracker.predicted("v", t))
+            gate.reset()
+        plan = timed("motion gate", gate.plan, img, t, tracker.predicted("v", t), small)
         kinds[plan.kind] += 1
         if plan.kind == "skip":
             continue

@@ -30,7 +30,7 @@ from engines.face_model import crop_sharpness, face_crop
 from stream.loaders import pipeline_detector
 from stream.pipeline.decisions import LiveBatchCut, face_quality
 from stream.pipeline.messages import Faces, Frame
-from stream.pipeline.motion import DetectPlanner, MotionDetector, Plan, small_copy
+from stream.pipeline.motion import MotionGate, Plan, small_copy
 from stream.pipeline.stage import Stage, StageSpec
 from stream.pipeline.tracker import IouTracker, SceneCuts
 
@@ -51,8 +51,7 @@ class DetectStage(Stage):
         self.tracker = IouTracker(max_age_s=self.cfg.tracking.max_gap_s)
         self.scenes = SceneCuts(self.cfg.tracking.cut_threshold, self.cfg.tracking.max_gap_s)
         self.cameras = max(1, len([c for c in self.cfg.cameras if c.enabled]))
-        self.motion: dict[str, MotionDetector] = {}
-        self.planners: dict[str, DetectPlanner] = {}
+        self.gates: dict[str, MotionGate] = {}
         self.cut = LiveBatchCut(self.cfg.detect_batch.max_batch, self.cfg.detect_batch.live_budget_ms)
         self.inp = self.pull(spec.endpoints["frames"])
         self.out = self.push(spec.endpoints["faces"])
@@ -100,8 +99,7 @@ class DetectStage(Stage):
             if m.eos:
                 self.tracker.end_camera(m.camera)
                 self.scenes.forget(m.camera)
-                self.motion.pop(m.camera, None)
-                self.planners.pop(m.camera, None)
+                self.gates.pop(m.camera, None)
                 self.send(self.out, Faces(m.camera, m.seq, m.ts_capture, m.video_time, m.frame_index, eos=True), force=True)
                 continue
             if id(m) in results:
@@ -133,13 +131,11 @@ class DetectStage(Stage):
 
     def plan(self, m: Frame, small: np.ndarray) -> Plan:
         """The motion gate's plan for one frame of its camera (``small``: its ``small_copy``)."""
-        motion = self.motion.get(m.camera)
-        if motion is None:
-            motion = self.motion[m.camera] = MotionDetector(self.cfg.motion, self.cfg.motion_mask(m.camera))
-            self.planners[m.camera] = DetectPlanner(self.cfg.motion)
+        gate = self.gates.get(m.camera)
+        if gate is None:
+            gate = self.gates[m.camera] = MotionGate(self.cfg.motion, self.cfg.motion_mask(m.camera))
         t = frame_time(m)
-        h, w = m.image.shape[:2]
-        return self.planners[m.camera].plan(t, w, h, motion.update(m.image, t, small), self.tracker.predicted(m.camera, t))
+        return gate.plan(m.image, t, self.tracker.predicted(m.camera, t), small)
 
     def new_scene(self, m: Frame, small: np.ndarray) -> None:
         """End every track of the camera when this frame starts a new scene (every processed frame, faces or not,
@@ -149,9 +145,8 @@ class DetectStage(Stage):
         if why is not None:
             ended = self.tracker.end_camera(m.camera)
             self.metrics.inc("track_resets")
-            if m.camera in self.planners:
-                self.planners[m.camera].reset()
-                self.motion[m.camera].reset()
+            if m.camera in self.gates:
+                self.gates[m.camera].reset()
             log.debug("camera %s: %s at t=%.3f, %d track(s) ended", m.camera, why, t, ended)
 
     def emit(self, m: Frame, faces: Detections) -> None:

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from stream.config import MotionConfig
+from stream.pipeline.tracker import expand
 
 SMALL_WIDTH = 320
 #: Pixels of the small image a motion box is padded by on each side, plus this share of its size: a face moving
@@ -35,6 +36,7 @@ SMALL_WIDTH = 320
 PAD_SMALL_PX = 6
 PAD_SHARE = 0.35
 MIN_REGION_PX = 96  # full-frame pixels: RetinaFace finds little in a region smaller than this
+TRACK_GROWTH = 2.0  # a track's predicted box is detected in twice its size: the face may have moved since
 
 PlanKind = Literal["skip", "regions", "full"]
 
@@ -149,7 +151,7 @@ class MotionDetector:
             self.shape = image.shape[:2]
             self.keep = _mask_image(self.polygons, (w, h))
             self.bg = None
-        if self.bg is None or self.bg.shape != grey.shape or (self.t is not None and t < self.t):
+        if self.bg is None or (self.t is not None and t < self.t):
             self.bg, self.seen, self.t = grey.copy(), 1, t
             return MotionResult(np.zeros((0, 4)), warming=True)
         dt = max(0.0, t - self.t) if self.t is not None else 0.0
@@ -159,7 +161,8 @@ class MotionDetector:
         sel = keep > 0 if keep is not None else slice(None)
         mean_bg, mean_now = float(self.bg[sel].mean()), float(grey[sel].mean())
         gain = mean_bg / mean_now if mean_now > 1.0 else 1.0
-        diff = cv2.absdiff(grey * np.float32(gain), self.bg)
+        levelled = grey * np.float32(gain)
+        diff = cv2.absdiff(levelled, self.bg)
         moved = (diff >= self.cfg.threshold).astype(np.uint8) * 255
         if keep is not None:
             moved = cv2.bitwise_and(moved, keep)
@@ -173,7 +176,7 @@ class MotionDetector:
             self.bg = grey.copy()
             return MotionResult(np.array([[0.0, 0.0, image.shape[1], image.shape[0]]]), share, global_change=True)
         alpha = 1.0 - math.exp(-dt / self.cfg.background_s) if dt > 0 else 0.05
-        cv2.accumulateWeighted(grey * np.float32(gain), self.bg, alpha)
+        cv2.accumulateWeighted(levelled, self.bg, alpha)
         return MotionResult(self._boxes(moved, scale), share)
 
     def _boxes(self, moved: np.ndarray, scale: float) -> np.ndarray:
@@ -224,11 +227,11 @@ class DetectPlanner:
             return self._full(t, "warm-up") if due else Plan("skip", "warm-up, not due")
         tracks = np.asarray(tracks, np.float64).reshape(-1, 4)
         if motion.moving and (due or onset):
-            boxes = np.vstack([motion.boxes, _grow(tracks)])
+            boxes = np.vstack([motion.boxes, expand(tracks, TRACK_GROWTH)])
             return self._regions(t, boxes, width, height, "motion")
         if len(tracks) and not motion.moving:
             if self._since(self.last_detect, t) >= cfg.still_interval_s - 1e-9:
-                return self._regions(t, _grow(tracks), width, height, "still track")
+                return self._regions(t, expand(tracks, TRACK_GROWTH), width, height, "still track")
             return Plan("skip", "still track, not due")
         return Plan("skip", "motion, not due" if motion.moving or len(tracks) else "still")
 
@@ -245,10 +248,21 @@ class DetectPlanner:
         return Plan("regions", why, regions)
 
 
-def _grow(tracks: np.ndarray, factor: float = 2.0) -> np.ndarray:
-    """Track boxes grown about their centres: the face may have moved since the tracker last saw it."""
-    if len(tracks) == 0:
-        return tracks.reshape(0, 4)
-    c = (tracks[:, :2] + tracks[:, 2:]) / 2
-    half = (tracks[:, 2:] - tracks[:, :2]) * factor / 2
-    return np.hstack([c - half, c + half])
+class MotionGate:
+    """One camera's gate: its ``MotionDetector`` and ``DetectPlanner``, which start, learn and restart together.
+    What the detect stage and ``tools/motion_plan.py`` both call, so the diagnostic shows what the stage does."""
+
+    def __init__(self, cfg: MotionConfig, mask: Sequence[Sequence[tuple[float, float]]] = ()) -> None:
+        self.motion = MotionDetector(cfg, mask)
+        self.planner = DetectPlanner(cfg)
+
+    def reset(self) -> None:
+        """A scene cut: learn the background again and detect the next frame whole."""
+        self.motion.reset()
+        self.planner.reset()
+
+    def plan(self, image: np.ndarray, t: float, tracks: np.ndarray, small: np.ndarray | None = None) -> Plan:
+        """The plan for ``image`` at ``t``, given the camera's tracks predicted to ``t`` (``small``: its
+        ``small_copy``, when the caller made one)."""
+        h, w = image.shape[:2]
+        return self.planner.plan(t, w, h, self.motion.update(image, t, small), tracks)
