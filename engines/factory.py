@@ -14,9 +14,9 @@ from engines.backends.engine_cache import EngineProfile, profile_for
 from engines.backends.registry import create_backend
 from engines.detector import Detector
 from engines.embedder import CHIP_SIZE, Embedder
-from engines.face_model import FaceEmbedder
+from engines.face_model import FaceDetector, FaceEmbedder
 from engines.fusion import FusedEmbedder
-from engines.model_store import DETECTOR_FILE, EMBEDDER_FILE, ModelStore
+from engines.model_store import BLAZEFACE_FILES, DETECTOR_FILE, EMBEDDER_FILE, ModelStore
 from engines.profiles import profile
 
 
@@ -34,11 +34,13 @@ class EngineChoice:
 
 @dataclass(frozen=True)
 class DetectorParams:
-    """The detector's decision parameters (``detector`` in the config)."""
+    """The detector model and its decision parameters (``detector`` in the config)."""
 
     score_threshold: float
     nms_threshold: float
-    max_side: int
+    max_side: int = 1920  # retinaface
+    model: str = "retinaface"
+    range: str = "full"  # mediapipe: short | full
 
 
 def detector_profile(max_batch: int, opt_batch: int, detector_input: tuple[int, int]) -> EngineProfile:
@@ -50,7 +52,15 @@ def embedder_profile(max_batch: int, opt_batch: int | None = None, chip_size: in
 
 
 def load_detector(store: ModelStore, choice: EngineChoice, params: DetectorParams, *, max_batch: int,
-                  opt_batch: int) -> Detector:
+                  opt_batch: int) -> FaceDetector:
+    """The configured detector. BlazeFace runs in MediaPipe's own TFLite runtime, whatever ``choice.engine`` says."""
+    if params.model == "mediapipe":
+        from engines.blazeface import BlazeFaceDetector
+
+        return BlazeFaceDetector(store.path(BLAZEFACE_FILES[params.range]), range=params.range,  # type: ignore[arg-type]
+                                 score_threshold=params.score_threshold, nms_threshold=params.nms_threshold)
+    if params.model != Detector.name:
+        raise ValueError(f"unknown detector model {params.model!r}; known: retinaface, mediapipe")
     trt = {"precision": choice.precision, "rebuild": choice.rebuild,
            "profile": detector_profile(max_batch, opt_batch, choice.detector_input)}
     backend = create_backend(store.path(DETECTOR_FILE), choice.engine, threads=choice.threads,

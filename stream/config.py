@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator, model_validator
 
 from engines.backends.base import BackendName
 from engines.profiles import ProfileName, profile
@@ -37,12 +37,35 @@ class EngineConfig(_Strict):
     detector_input: tuple[int, int] = Field((640, 640), description="TensorRT only: fixed letterboxed detector input (H, W), multiples of 32")
 
 
-class DetectorConfig(_Strict):
-    """RetinaFace MobileNet-0.25; the same values for the CLI, evaluation and the pipeline."""
+class RetinaFaceConfig(_Strict):
+    """RetinaFace MobileNet-0.25 (the default): 5 landmarks, small faces found at native resolution."""
 
+    model: Literal["retinaface"] = Field("retinaface", description="the face detector: retinaface (default) | mediapipe (BlazeFace, the mediapipe extra; README Models says when to choose it)")
     score_threshold: float = Field(0.8, gt=0, lt=1, description="detections below this score are dropped (dev detection set: 18/18 faces, 0 false positives at 0.7-0.9)")
     nms_threshold: float = Field(0.4, gt=0, lt=1, description="IoU above which overlapping detections are merged (non-maximum suppression)")
     max_side: int = Field(1920, ge=64, le=16384, description="larger images are downscaled for detection; boxes are mapped back")
+
+
+class MediaPipeConfig(_Strict):
+    """MediaPipe BlazeFace (``pip install 'facewatch[mediapipe]'``, then ``facewatch models prepare --detector
+    mediapipe``): faster, for faces that fill a good part of the frame (doors, kiosks)."""
+
+    model: Literal["mediapipe"] = Field("mediapipe", description="the face detector: retinaface (default) | mediapipe")
+    range: Literal["full", "short"] = Field("full", description="full = faces up to ~5 m from the camera; short = close faces only (within ~2 m: doors, kiosks)")
+    score_threshold: float = Field(0.6, gt=0, lt=1, description="detections below this score are dropped (see README Models for the rates measured at it)")
+    nms_threshold: float = Field(0.3, gt=0, lt=1, description="IoU above which overlapping detections are merged")
+
+
+def _detector_tag(value: Any) -> str:
+    """The ``model`` of a detector section; a section that names none is RetinaFace (configs from before the choice)."""
+    if isinstance(value, dict):
+        return str(value.get("model", "retinaface"))
+    return str(getattr(value, "model", "retinaface"))
+
+
+#: ``detector``: one section per model, chosen by ``detector.model`` (a discriminated union, as Frigate's detectors).
+DetectorConfig = Annotated[Union[Annotated[RetinaFaceConfig, Tag("retinaface")], Annotated[MediaPipeConfig, Tag("mediapipe")]],
+                           Discriminator(_detector_tag)]
 
 
 class QualityConfig(_Strict):
@@ -347,7 +370,7 @@ class Config(_Strict):
     home: Path | None = Field(None, description="model cache (converted ONNX files, TensorRT engines); null = $FACEWATCH_HOME or the user data dir")
     data_dir: Path = Field(Path("."), description="base of the relative paths below (gallery, event store, snapshots); '.' = the working dir")
     engines: EngineConfig = Field(default_factory=EngineConfig, description="inference backends")
-    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="face detector")
+    detector: DetectorConfig = Field(default_factory=RetinaFaceConfig, description="face detector, chosen by detector.model")
     quality: QualityConfig = Field(default_factory=QualityConfig, description="quality gate")
     recognition: RecognitionConfig = Field(default_factory=RecognitionConfig, description="recognition profile and decision rule")
     matching: MatchingConfig = Field(default_factory=MatchingConfig, description="1:N matching")
@@ -501,6 +524,24 @@ def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
     return line
 
 
+#: Discriminated sections: the key, and the tags pydantic puts into an error's location after it.
+_TAGGED = {"detector": ("retinaface", "mediapipe")}
+
+
+def _plain_error(err: dict) -> tuple[tuple, str]:
+    """An error's location and message as a user reads the file: without the union tag pydantic inserts
+    (``detector.mediapipe.max_side`` is ``detector.max_side`` of a mediapipe section) and with the valid choices."""
+    loc, msg = tuple(err["loc"]), str(err["msg"])
+    for i in range(len(loc) - 1):
+        if loc[i] in _TAGGED and loc[i + 1] in _TAGGED[loc[i]]:
+            loc, msg = loc[: i + 1] + loc[i + 2 :], f"{msg} (in a {loc[i]}.model: {loc[i + 1]} section)"
+            break
+    if err.get("type") == "union_tag_invalid" and loc and loc[-1] in _TAGGED:
+        tag = (err.get("ctx") or {}).get("tag", "?")
+        loc, msg = loc + ("model",), f"unknown model {tag!r}; choose one of {', '.join(_TAGGED[loc[-1]])}"
+    return loc, msg
+
+
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
@@ -523,10 +564,11 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"]) or "(top level)"
-        line = _line_of(node, tuple(first["loc"]))
+        loc, msg = _plain_error(first)
+        where = ".".join(str(x) for x in loc) or "(top level)"
+        line = _line_of(node, loc)
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{src}{f':{line}' if line else ''}: {where}: {first['msg']}{more}") from None
+        raise ConfigError(f"{src}{f':{line}' if line else ''}: {where}: {msg}{more}") from None
     if cfg.home is not None:
         os.environ.setdefault("FACEWATCH_HOME", str(cfg.home))
     return cfg

@@ -42,7 +42,7 @@ def demo_config(base: Config, work: Path, console: bool = True) -> Config:
 def run_demo(base: Config, analyzer: FaceAnalyzer, work: Path, timeout_s: float, say: Callable[[str], None],
              keep: bool = False) -> Event:
     """Render, enroll, run live until the first alert; that alert, or ``DemoError``."""
-    ModelStore(base.home).prepare(base.recognition.profile)
+    ModelStore(base.home).prepare(base.recognition.profile, base.detector.model)
     cfg = demo_config(base, work, console=keep)
     head = astronaut_head()
     clip = render_clip(work / "demo.mp4", [Appearance(head, 0.5, 5.5)], size=(1280, 720), duration_s=6.0)

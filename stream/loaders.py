@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 
 from engines.analyzer import FaceAnalyzer
-from engines.detector import Detector
+from engines.face_model import FaceDetector
 from engines.fusion import FusedEmbedder
 from engines.factory import DetectorParams, EngineChoice, load_detector, load_embedder
 from engines.model_store import ModelStore
-from stream.config import Config
+from stream.config import Config, RetinaFaceConfig
 
 DETECT_OPT_BATCH = 4  # TensorRT tunes for this many frames per batch (a few cameras at once)
 
@@ -39,10 +39,11 @@ def engine_choice(cfg: Config, *, shared_cpu: bool = True, rebuild: bool = False
 
 def detector_params(cfg: Config) -> DetectorParams:
     d = cfg.detector
-    return DetectorParams(score_threshold=d.score_threshold, nms_threshold=d.nms_threshold, max_side=d.max_side)
+    extra = {"max_side": d.max_side} if isinstance(d, RetinaFaceConfig) else {"range": d.range}
+    return DetectorParams(score_threshold=d.score_threshold, nms_threshold=d.nms_threshold, model=d.model, **extra)
 
 
-def pipeline_detector(cfg: Config, **choice) -> Detector:
+def pipeline_detector(cfg: Config, **choice) -> FaceDetector:
     bc = cfg.detect_batch
     return load_detector(ModelStore(cfg.home), engine_choice(cfg, **choice), detector_params(cfg),
                          max_batch=bc.max_batch, opt_batch=min(bc.max_batch, DETECT_OPT_BATCH))

@@ -14,11 +14,11 @@ REPO = Path(__file__).resolve().parent.parent
 # the same rank (pipeline vs eval, scan vs demo) or a higher one is off limits.
 LAYERS: list[tuple[int, str, tuple[str, ...]]] = [
     (0, "engines.util", ("engines.files", "engines.image", "engines.detections", "engines.align", "engines.aggregate",
-                         "engines.profiles")),
+                         "engines.profiles", "engines.pinned_source", "engines.native_stderr")),
     (1, "engines.backends", ("engines.backends",)),
     (2, "engines.models", ("engines.face_model", "engines.embedder", "engines.detector", "engines.dlib_convert",
                            "engines.model_store", "engines.facenet", "engines.facenet_convert", "engines.facenet_source",
-                           "engines.fusion")),
+                           "engines.fusion", "engines.blazeface")),
     (3, "engines.compose", ("engines.factory", "engines.analyzer")),
     (10, "core", ("stream.records", "stream.config", "stream.config_docs", "stream.media")),
     (11, "loaders", ("stream.loaders",)),

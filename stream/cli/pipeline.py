@@ -46,7 +46,7 @@ def run(ctx: click.Context, allow_empty_gallery: bool) -> None:
     cfg = get_config(ctx)
     refuse_on_problems(run_problems(cfg, allow_empty_gallery=allow_empty_gallery))
     cameras = [c for c in cfg.cameras if c.enabled]
-    ModelStore(cfg.home).prepare(cfg.recognition.profile, fetch=False)  # convert once here, not in every stage
+    ModelStore(cfg.home).prepare(cfg.recognition.profile, cfg.detector.model, fetch=False)  # convert once here, not in every stage
     def state_line(state: str, why: str) -> None:
         click.echo(json.dumps({"type": "pipeline", "state": state, "why": why, "ts": time.time()}))
 
@@ -278,7 +278,7 @@ def scan(ctx: click.Context, videos: tuple[str, ...], gallery: str | None, every
     if store:
         problems += store_problems(cfg)
     refuse_on_problems(problems)
-    ModelStore(cfg.home).prepare(cfg.recognition.profile, fetch=False)
+    ModelStore(cfg.home).prepare(cfg.recognition.profile, cfg.detector.model, fetch=False)
     try:
         report = scan_videos(cfg, list(videos), every, str(gdir), bool(annotate), progress=show_progress(ctx), store=store)
     except ScanError as exc:

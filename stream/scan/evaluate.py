@@ -367,7 +367,7 @@ def evaluate_video(cfg: Config, clips: list[Clip], profiles: list[str], rules: l
     try:
         for p in profiles:
             pcfg = configs[(p, rules[0])][0]
-            ModelStore(pcfg.home).prepare(p, fetch=False)  # the models once here (a missing FaceNet says so)
+            ModelStore(pcfg.home).prepare(p, pcfg.detector.model, fetch=False)  # the models once here (a missing FaceNet says so)
             analyzer = photo_analyzer(pcfg)
             galleries = []
             for g, (enroll, members) in enumerate(groups):
