@@ -359,9 +359,17 @@ class MotionConfig(_Strict):
     warmup_frames: int = Field(5, ge=1, le=1000, description="frames the background model learns from at the start of each source, detecting every detect_interval_s on the whole frame meanwhile")
     global_share: float = Field(0.4, gt=0, le=1, description="share of the frame changing at once that is a lighting change or camera shake, not motion: one whole-frame detection, then the background is reset")
     detect_interval_s: float = Field(0.15, ge=0, le=10, description="while something moves or a track lives, the detector runs every N frames, N = detect_interval_s x fps (at least 1); in between the tracker carries the boxes; a new motion after a still spell is detected at once")
+    max_detect_interval_s: float = Field(0.6, ge=0, le=10, description="live: while the detect stage is busy over 80% of the time the detect interval grows (x1.5 per 2 s) up to this, and shrinks back to detect_interval_s once it is under 50%; the metric detect_interval_ms shows it; = detect_interval_s turns adaptation off")
     still_interval_s: float = Field(0.5, gt=0, le=60, description="a track in a still scene (a person standing still) is re-detected this often so it is not lost; keep it under tracking.max_gap_s")
     full_frame_s: float = Field(10.0, gt=0, le=3600, description="the whole frame is detected at least this often, whatever moves (a person who never moved since the start is still found)")
     max_region_share: float = Field(0.5, gt=0, le=1, description="when the motion and track regions cover more of the frame than this, the whole frame is detected instead")
+
+    @model_validator(mode="after")
+    def _intervals(self) -> "MotionConfig":
+        if self.max_detect_interval_s < self.detect_interval_s:
+            raise ValueError(f"max_detect_interval_s ({self.max_detect_interval_s}) is below detect_interval_s "
+                             f"({self.detect_interval_s}): it is the most the interval may grow to under load")
+        return self
 
 
 class Config(_Strict):

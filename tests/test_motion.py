@@ -239,3 +239,56 @@ def test_motion_plan_tool_refuses_bad_input_in_one_line(tmp_path, kind):
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and str(path) in lines[0] and "Traceback" not in r.stderr
+
+
+# --- the live detect interval under load ----------------------------------------------------------------------
+
+def test_load_interval_grows_when_busy_and_comes_back_when_idle():
+    from stream.pipeline.motion import LoadInterval
+
+    li = LoadInterval(0.15, 0.6, window_s=1.0)
+    t = 0.0
+    values = []
+    for _ in range(60):  # 90 % busy: 0.09 s of work every 0.1 s
+        t += 0.1
+        values.append(li.observe(0.09, t))
+    assert values[0] == 0.15 and max(values) == pytest.approx(0.6) and values == sorted(values)
+    for _ in range(100):  # 10 % busy
+        t += 0.1
+        li.observe(0.01, t)
+    assert li.value == pytest.approx(0.15)
+
+
+def test_load_interval_holds_inside_the_band_and_never_leaves_its_bounds():
+    from stream.pipeline.motion import LoadInterval
+
+    li = LoadInterval(0.15, 0.6, window_s=1.0)
+    t = 0.0
+    for _ in range(50):  # 65 % busy: between low and high, no change
+        t += 0.1
+        li.observe(0.065, t)
+    assert li.value == 0.15 and li.last_share == pytest.approx(0.65, abs=0.05)
+    fixed = LoadInterval(0.15, 0.15, window_s=1.0)  # max = base: adaptation off
+    for _ in range(50):
+        t += 0.1
+        fixed.observe(0.1, t)
+    assert fixed.value == 0.15
+
+
+def test_planner_detects_less_often_with_a_longer_interval():
+    """The planner takes the interval it is given: a moving track at 10 fps is re-detected every 2nd frame at
+    0.15 s and every 5th at 0.45 s."""
+    cfg = MotionConfig(warmup_frames=1)
+    moving = MotionResult(np.array([[10.0, 10, 60, 60]]), 0.01)
+    counts = {}
+    for interval in (0.15, 0.45):
+        p = DetectPlanner(cfg)
+        p.plan(0.0, 640, 360, moving, np.zeros((0, 4)))  # first frame: whole
+        kinds = [p.plan(i / 10, 640, 360, moving, np.array([[10, 10, 60, 60]]), interval).kind for i in range(1, 31)]
+        counts[interval] = kinds.count("regions")
+    assert counts[0.15] == 15 and counts[0.45] in (6, 7), counts
+
+
+def test_max_detect_interval_below_the_interval_is_refused():
+    with pytest.raises(ValueError, match="max_detect_interval_s"):
+        MotionConfig(detect_interval_s=0.3, max_detect_interval_s=0.2)

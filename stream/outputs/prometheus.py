@@ -17,7 +17,7 @@ COUNTERS = ("frames_in", "frames_out", "faces_detected", "faces_in", "faces_out"
             "offline", "track_resets", "decode_errors", "gallery_reloads",
             "unknown_gated_small", "unknown_gated_blurred", "detect_full", "detect_regions", "detect_skipped")
 DELIVERY_STATES = ("pending", "delivered", "failed")
-GAUGES = ("queue_depth", "proc_ms_p50", "proc_ms_p99", "batch_mean", "batch_max", "latency_ms_p50", "latency_ms_p99", "is_online")
+GAUGES = ("queue_depth", "detect_interval_ms", "proc_ms_p50", "proc_ms_p99", "batch_mean", "batch_max", "latency_ms_p50", "latency_ms_p99", "is_online")
 
 
 class PipelineCollector:

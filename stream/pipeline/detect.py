@@ -30,7 +30,7 @@ from engines.face_model import crop_sharpness, face_crop
 from stream.loaders import pipeline_detector
 from stream.pipeline.decisions import LiveBatchCut, face_quality
 from stream.pipeline.messages import Faces, Frame
-from stream.pipeline.motion import MotionGate, Plan, small_copy
+from stream.pipeline.motion import LoadInterval, MotionGate, Plan, small_copy
 from stream.pipeline.stage import Stage, StageSpec
 from stream.pipeline.tracker import IouTracker, SceneCuts
 
@@ -53,6 +53,8 @@ class DetectStage(Stage):
         self.cameras = max(1, len([c for c in self.cfg.cameras if c.enabled]))
         self.gates: dict[str, MotionGate] = {}
         self.cut = LiveBatchCut(self.cfg.detect_batch.max_batch, self.cfg.detect_batch.live_budget_ms)
+        mc = self.cfg.motion
+        self.interval = LoadInterval(mc.detect_interval_s, mc.max_detect_interval_s) if self.live else None
         self.inp = self.pull(spec.endpoints["frames"])
         self.out = self.push(spec.endpoints["faces"])
 
@@ -95,6 +97,8 @@ class DetectStage(Stage):
             self.metrics.batches.append(len(frames))
             self.metrics.times_ms.append(ms)
             self.cut.observe(len(frames), ms)
+            if self.interval is not None:
+                self.metrics.detect_interval_ms = 1000 * self.interval.observe(ms / 1000, time.monotonic())
         for m in batch:
             if m.eos:
                 self.tracker.end_camera(m.camera)
@@ -135,7 +139,8 @@ class DetectStage(Stage):
         if gate is None:
             gate = self.gates[m.camera] = MotionGate(self.cfg.motion, self.cfg.motion_mask(m.camera))
         t = frame_time(m)
-        return gate.plan(m.image, t, self.tracker.predicted(m.camera, t), small)
+        return gate.plan(m.image, t, self.tracker.predicted(m.camera, t), small,
+                         self.interval.value if self.interval is not None else None)
 
     def new_scene(self, m: Frame, small: np.ndarray) -> None:
         """End every track of the camera when this frame starts a new scene (every processed frame, faces or not,

@@ -211,12 +211,15 @@ class DetectPlanner:
     def _since(self, last: float | None, t: float) -> float:
         return math.inf if last is None or t < last else t - last
 
-    def plan(self, t: float, width: int, height: int, motion: MotionResult, tracks: np.ndarray) -> Plan:
-        """The plan for a frame at ``t`` of ``width`` x ``height`` with ``motion`` and the tracks' predicted boxes."""
+    def plan(self, t: float, width: int, height: int, motion: MotionResult, tracks: np.ndarray,
+             interval_s: float | None = None) -> Plan:
+        """The plan for a frame at ``t`` of ``width`` x ``height`` with ``motion`` and the tracks' predicted boxes.
+        ``interval_s``: the detect interval now (``LoadInterval`` live), default ``detect_interval_s``."""
         cfg = self.cfg
         onset = motion.moving and not self.was_moving
         self.was_moving = motion.moving
-        due = self._since(self.last_detect, t) >= cfg.detect_interval_s - 1e-9
+        interval = cfg.detect_interval_s if interval_s is None else interval_s
+        due = self._since(self.last_detect, t) >= interval - 1e-9
         if self.last_full is None:
             return self._full(t, "first frame")
         if self._since(self.last_full, t) >= cfg.full_frame_s - 1e-9:
@@ -261,8 +264,47 @@ class MotionGate:
         self.motion.reset()
         self.planner.reset()
 
-    def plan(self, image: np.ndarray, t: float, tracks: np.ndarray, small: np.ndarray | None = None) -> Plan:
+    def plan(self, image: np.ndarray, t: float, tracks: np.ndarray, small: np.ndarray | None = None,
+             interval_s: float | None = None) -> Plan:
         """The plan for ``image`` at ``t``, given the camera's tracks predicted to ``t`` (``small``: its
-        ``small_copy``, when the caller made one)."""
+        ``small_copy``, when the caller made one; ``interval_s``: the detect interval now)."""
         h, w = image.shape[:2]
-        return self.planner.plan(t, w, h, self.motion.update(image, t, small), tracks)
+        return self.planner.plan(t, w, h, self.motion.update(image, t, small), tracks, interval_s)
+
+
+class LoadInterval:
+    """The live detect interval, adapted to load: ``detect_interval_s`` while the detect stage has time to spare,
+    longer (up to ``max_detect_interval_s``) while it is busy, back again once it has time.
+
+    Why: when the detector cannot keep up, ``LiveBatchCut`` drops whole frames (every camera's latest frame waits
+    its turn), and latency grows to its bound. Detecting tracked people less often instead (the tracker carries
+    them in between; a new motion onset is still detected at once) keeps every frame's motion check and track
+    update. Load is the share of wall time the stage spent processing, measured over ``window_s``; the interval
+    grows by ``step`` above ``high`` and shrinks by it below ``low`` (the gap between them keeps it from
+    oscillating). Recorded video keeps the fixed interval: throughput counts there, and results stay repeatable.
+    """
+
+    def __init__(self, base_s: float, max_s: float, *, high: float = 0.8, low: float = 0.5, window_s: float = 2.0,
+                 step: float = 1.5) -> None:
+        self.base_s, self.max_s = base_s, max(base_s, max_s)
+        self.high, self.low, self.window_s, self.step = high, low, window_s, step
+        self.value = base_s
+        self._start: float | None = None
+        self._busy = 0.0
+        self.last_share: float | None = None
+
+    def observe(self, busy_s: float, now: float) -> float:
+        """The stage spent ``busy_s`` processing a batch that ended at ``now`` (monotonic s); the interval now."""
+        if self._start is None:
+            self._start = now - busy_s
+        self._busy += busy_s
+        elapsed = now - self._start
+        if elapsed < self.window_s:
+            return self.value
+        share = self.last_share = self._busy / elapsed
+        if share > self.high:
+            self.value = min(self.max_s, max(self.value, 1e-3) * self.step)
+        elif share < self.low:
+            self.value = max(self.base_s, self.value / self.step)
+        self._start, self._busy = now, 0.0
+        return self.value

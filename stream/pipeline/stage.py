@@ -54,6 +54,7 @@ class StageMetrics:
         self.batches: deque[int] = deque(maxlen=2000)
         self.latency_ms: deque[float] = deque(maxlen=5000)
         self.queue_depth = 0
+        self.detect_interval_ms: float | None = None  # detect stage, live: the load-adapted interval (LoadInterval)
 
     def inc(self, name: str, n: float = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -61,6 +62,8 @@ class StageMetrics:
     def snapshot(self) -> dict:
         out: dict = dict(self.counters)
         out["queue_depth"] = self.queue_depth
+        if self.detect_interval_ms is not None:
+            out["detect_interval_ms"] = self.detect_interval_ms
         for key, values in (("proc_ms", self.times_ms), ("latency_ms", self.latency_ms)):
             if values:
                 arr = np.fromiter(values, float)
