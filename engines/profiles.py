@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-ProfileName = Literal["fast", "accurate"]
+ProfileName = Literal["fast", "accurate", "arcface"]
 PROFILE_NAMES: tuple[str, ...] = ProfileName.__args__  # type: ignore[attr-defined]
 
 
@@ -65,6 +65,8 @@ PROFILES: dict[str, Profile] = {
     "fast": Profile("fast", (Member("dlib_resnet_v1", 128, 0.0, 1.0),)),
     "accurate": Profile("accurate", (Member("dlib_resnet_v1", 128, 0.8412, 0.0315),
                                      Member("facenet_keras_128", 128, 0.0222, 0.1370))),
+    # InsightFace's ArcFace MobileFaceNet alone (opt-in: non-commercial licence, engines/arcface.py).
+    "arcface": Profile("arcface", (Member("insightface_w600k_mbf", 512, 0.0, 1.0),)),
 }
 
 

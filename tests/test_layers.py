@@ -18,7 +18,7 @@ LAYERS: list[tuple[int, str, tuple[str, ...]]] = [
     (1, "engines.backends", ("engines.backends",)),
     (2, "engines.models", ("engines.face_model", "engines.embedder", "engines.detector", "engines.dlib_convert",
                            "engines.model_store", "engines.facenet", "engines.facenet_convert", "engines.facenet_source",
-                           "engines.fusion", "engines.blazeface")),
+                           "engines.fusion", "engines.blazeface", "engines.arcface")),
     (3, "engines.compose", ("engines.factory", "engines.analyzer")),
     (10, "core", ("stream.records", "stream.config", "stream.config_docs", "stream.media")),
     (11, "loaders", ("stream.loaders",)),

@@ -5,7 +5,7 @@
 A benchmark, not a test: prints a table, and for each profile the per-face ratio against ``fast`` measured in the
 same run (machines are noisy; the ratio is what carries over). Run::
 
-    python tools/bench_models.py [--threads 2] [--repeat 30] [--profiles fast,accurate]
+    python tools/bench_models.py [--threads 2] [--repeat 30] [--profiles fast,accurate,arcface]
 
 A profile whose model files are missing (``facewatch models prepare --profile accurate``) is reported and skipped.
 """
@@ -38,7 +38,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = all cores)")
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--engine", default="onnxruntime")
-    ap.add_argument("--profiles", default="fast,accurate", help="comma-separated recognition profiles")
+    ap.add_argument("--profiles", default="fast,accurate,arcface", help="comma-separated recognition profiles")
     args = ap.parse_args()
 
     import cv2

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Fit the ``accurate`` profile's fusion weights on labelled photos, and show what fusion buys. A benchmark.
+``--profile P`` measures another profile the same way (a one-member profile: its TAR only).
 
 The fusion (``engines/profiles.py``) z-normalises each member's cosine with the mean and standard deviation of
 its own impostor cosines and sums the z-scores. This script:
@@ -28,7 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engines.profiles import profile  # noqa: E402
+from engines.files import ModelError  # noqa: E402
+from engines.profiles import PROFILE_NAMES, profile  # noqa: E402
 from stream.config import ConfigError, load_config  # noqa: E402
 from stream.eval.calibrate import split_identities  # noqa: E402
 from stream.eval.photos import EvalError, LabelledPhotos, genuine_scores, impostor_scores  # noqa: E402
@@ -79,20 +81,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--across-families", action="store_true", help="impostors across families too")
     ap.add_argument("--cache", type=Path, default=None, help="directory for the embedding cache")
+    ap.add_argument("--profile", default="accurate", choices=PROFILE_NAMES,
+                    help="profile to measure (one member: its TAR only, no fusion) [default: accurate]")
     a = ap.parse_args(argv)
     within = not a.across_families
     try:
-        cfg = load_config(overrides={"recognition": {"profile": "accurate"}})
+        cfg = load_config(overrides={"recognition": {"profile": a.profile}})
         cache = None
         if a.cache:
             a.cache.mkdir(parents=True, exist_ok=True)
             cache = a.cache / f"{a.root.resolve().parent.name}_{a.root.name}_{cfg.embedder_id.replace(':', '_')}.npz"
             # the same names as tools/threshold_splits.py --cache, so one cache serves both
         ls = embed(a.root, photo_analyzer(cfg), cache)
-    except (ConfigError, EvalError, OSError) as exc:
+    except (ConfigError, EvalError, ModelError, OSError) as exc:
         print(f"fit_fusion: {exc}", file=sys.stderr)
         return 2
-    mem = members_of(ls)
+    mem = members_of(ls, a.profile)
+    fuse = len(mem) > 1
     every = np.arange(len(ls.identities))
     st = {k: stats(m, None, within) for k, m in mem.items()}
     print(f"# {a.root}: {len(ls.identities)} identities, {len(ls.paths)} photos; impostors "
@@ -104,23 +109,24 @@ def main(argv: list[str] | None = None) -> int:
     print("# weights: " + ", ".join(f"{k} {v / sum(inv.values()):.4f}" for k, v in inv.items()))
 
     print(f"\nTAR on the unseen half (weights fitted on the other half), {a.splits} identity splits:")
-    head = "  split  " + "  ".join(f"{name:>26s}" for name in [*mem, "fused"])
-    print(head)
-    print("         " + "  ".join(f"{'@1e-2   @1e-3   @1e-4':>26s}" for _ in range(len(mem) + 1)))
+    names = [*mem, "fused"] if fuse else [*mem]
+    print("  split  " + "  ".join(f"{name:>26s}" for name in names))
+    print("         " + "  ".join(f"{'@1e-2   @1e-3   @1e-4':>26s}" for _ in names))
     rows = []
     for s in range(a.splits):
         fit, held = split_identities(ls, 0.5, seed=a.seed + s, within_families=within)
         st_fit = {k: stats(m, fit, within) for k, m in mem.items()}
-        row = [tars(m, held, within) for m in mem.values()] + [tars(fused(mem, st_fit), held, within)]
+        row = [tars(m, held, within) for m in mem.values()] + ([tars(fused(mem, st_fit), held, within)] if fuse else [])
         rows.append(row)
         print(f"  {s:5d}  " + "  ".join(" ".join(f"{100 * t:6.1f}%" for t in r) for r in row))
     med = np.median(np.array(rows), axis=0)
     print("  median " + "  ".join(" ".join(f"{100 * t:6.1f}%" for t in r) for r in med))
-    gain = 100 * (med[-1][1] - max(med[i][1] for i in range(len(mem))))
-    print(f"\nfused minus the best single member at FAR 1e-3 (median over splits): {gain:+.1f} points")
-    all_rows = [tars(m, every, within) for m in mem.values()] + [tars(fused(mem, st), every, within)]
+    if fuse:
+        gain = 100 * (med[-1][1] - max(med[i][1] for i in range(len(mem))))
+        print(f"\nfused minus the best single member at FAR 1e-3 (median over splits): {gain:+.1f} points")
+    all_rows = [tars(m, every, within) for m in mem.values()] + ([tars(fused(mem, st), every, within)] if fuse else [])
     print("every identity, weights fitted on every identity: " + "; ".join(
-        f"{name} " + " / ".join(f"{100 * t:.1f}%" for t in r) for name, r in zip([*mem, "fused"], all_rows)))
+        f"{name} " + " / ".join(f"{100 * t:.1f}%" for t in r) for name, r in zip(names, all_rows)))
     return 0
 
 

@@ -2,7 +2,7 @@
 """Write labelled evaluation clips (and their label files) from a labelled photo folder, for ``facewatch eval video``.
 
     python tools/make_eval_clips.py --out /tmp/evalclips --people 6 --passes 3 --strangers 4 --seed 0
-    facewatch eval video --dir /tmp/evalclips --profile fast,accurate --rule track,votes
+    facewatch eval video --dir /tmp/evalclips --profile fast,accurate,arcface --rule track,votes
 
 What the clips show (enrolment photos never shown; several photos per pass; motion, zoom, blur, lighting change,
 noise; two faces at once; strangers) and the label schema: ``stream/eval/video_clips.py``. Deterministic for a

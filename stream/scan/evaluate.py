@@ -31,12 +31,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from engines.profiles import PROFILE_NAMES
 from stream.config import SHIPPED_CALIBRATIONS, Config
 from stream.eval.photos import EvalError
 from stream.eval.video_clips import LabelledAppearance, LoadedLabels, VideoLabelError, load_labels
 from stream.records import VideoReport
 
-PROFILES = ("fast", "accurate")
+PROFILES = PROFILE_NAMES
 RULES = ("track", "votes")
 CENTRE_SLACK = 0.1  # a detection's centre may lie this share of the head box outside it
 
