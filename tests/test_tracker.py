@@ -227,3 +227,42 @@ def test_replayed_camera_alerts_once_per_loop(tmp_path, analyzer):
     gaps = np.diff(sorted(e.ts_capture for e in evs))[1:]  # the first loop may start before the pipeline is up
     # once per loop, not once per frame (a loaded machine may miss a loop's decision, never split one)
     assert all(LOOP_S - 0.8 < g < 2 * LOOP_S + 0.8 for g in gaps), gaps
+
+
+def test_detect_stage_tracks_faces_the_quality_gate_keeps_from_embedding(astronaut_bgr, analyzer):
+    """A face too small to embed for a while is still tracked, so its track does not stay behind and take over a
+    face that appears nearby (seen on a generated clip: a name carried onto another person 270 px away)."""
+    import cv2
+
+    from engines.detections import Detections
+    from stream.config import Config
+    from stream.pipeline.detect import DetectStage
+    from stream.pipeline.messages import Frame
+    from stream.pipeline.stage import StageMetrics
+
+    stage = DetectStage.__new__(DetectStage)  # the stage's emit, without its sockets
+    stage.tracker = IouTracker(max_age_s=2.0)
+    stage.metrics = StageMetrics()
+    sent = []
+    stage.out = None
+    stage.send = lambda sock, msg, force=False: sent.append(msg) or True
+    frame = cv2.resize(astronaut_bgr, (1024, 1024))
+    face = analyzer.detector.detect(frame)
+    assert len(face) == 1
+
+    def at(i: int, dets: Detections) -> None:
+        stage.emit(Frame("cam", i, float(i), float(i) / 10, i, image=frame), dets)
+
+    stage.cfg = Config.model_validate({"quality": {"min_face": int(face.sizes[0] * 0.8)}})
+    c = (face.boxes[:, :2] + face.boxes[:, 2:]) / 2  # the same face at 0.6x about its centre: under min_face
+    small = Detections(np.hstack([c - (c - face.boxes[:, :2]) * 0.6, c + (face.boxes[:, 2:] - c) * 0.6]), face.scores,
+                       (c[:, None] + (face.landmarks - c[:, None]) * 0.6).astype(np.float32))
+    at(0, face)
+    first = sent[-1].track_ids[0]
+    for i in range(1, 8):  # the face shrinks away (gated) and moves on, frame by frame
+        shift = np.array([20.0 * i, 0.0], np.float32)
+        at(i, Detections(small.boxes + np.tile(shift, 2), small.scores, small.landmarks + shift))
+    assert len(sent) == 1  # gated faces are not sent
+    other = Detections(face.boxes + np.array([0, 300, 0, 300], np.float32), face.scores, face.landmarks + [0, 300])
+    at(8, other)  # someone else, where the first track's search area would have grown to
+    assert sent[-1].track_ids[0] != first
