@@ -100,7 +100,7 @@ def test_profile_ids_carry_weights_and_weights_follow_impostor_spread():
     assert profile("fast").id == "fast:dlib_resnet_v1" and "@" in acc.id
     with pytest.raises(ValueError, match="unknown recognition profile"):
         profile("turbo")
-    assert set(PROFILES) == {"fast", "accurate"}
+    assert set(PROFILES) == {"fast", "accurate", "arcface"}
 
 
 # ------------------------------------------------------------------ the track rule
