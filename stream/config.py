@@ -32,7 +32,7 @@ class EngineConfig(_Strict):
     """Inference backends (``engines/backends``)."""
 
     engine: BackendName = Field("auto", description="auto = TensorRT when it imports and a GPU is present, else ONNX Runtime")
-    threads: int = Field(0, ge=0, le=256, description="ONNX Runtime intra-op threads per model; 0 = automatic: half the cores (at least 1) in a live pipeline, all cores for recorded video and photos")
+    threads: int = Field(0, ge=0, le=256, description="ONNX Runtime intra-op threads per model; 0 = automatic: half the cores (at least 2, at most all) in a live pipeline, all cores for recorded video and photos")
     precision: Literal["fp16", "fp32"] = Field("fp16", description="TensorRT only: engine precision")
     detector_input: tuple[int, int] = Field((640, 640), description="TensorRT only: fixed letterboxed detector input (H, W), multiples of 32")
 

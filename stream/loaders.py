@@ -21,11 +21,16 @@ DETECT_OPT_BATCH = 4  # TensorRT tunes for this many frames per batch (a few cam
 
 def live_threads(cfg: Config) -> int:
     """ONNX Runtime threads per model in a live pipeline: ``engines.threads``, or when that is 0 (automatic) half
-    the cores, at least one. Why not all cores: detect and embed run side by side with capture's decoding, the
-    alert stage, the HTTP server and whoever watches it; on 2 cores, two models with 2 threads each made single
-    alerts take 0.4-0.9 s instead of ~0.15 s (tools/bench_browser.py). Recorded video and photos keep all cores:
-    throughput is what counts there."""
-    return cfg.engines.threads or max(1, (os.cpu_count() or 2) // 2)
+    the cores but at least 2 (never more than there are). Why not all cores: detect and embed run side by side
+    with capture's decoding, the alert stage, the HTTP server and whoever watches it. Why at least 2: with idle
+    threads that do not spin (``shared_cpu``), a second thread halves a whole-frame detection (warm-up, periodic,
+    large motion) that a lone thread takes 90-120 ms for at 720p, and those frames set the p99. Measured on 2 cores,
+    A B A B in one session (``tools/bench_pipeline.py --skip-recorded --cameras N --threads T``): 1 camera p50/p99
+    39/98 and 40/92 ms with 2 threads against 50/140 and 51/135 with 1; 4 cameras p99 242 and 190 against 298 and
+    250; with the web UI open (``tools/bench_browser.py --cameras 4``) capture->on screen p99 556 against 886 ms.
+    (An older measurement, from before idle threads stopped spinning, had found the opposite.)"""
+    cores = os.cpu_count() or 2
+    return cfg.engines.threads or min(cores, max(2, cores // 2))
 
 
 def engine_choice(cfg: Config, *, shared_cpu: bool = True, rebuild: bool = False, engine: str | None = None,
