@@ -250,3 +250,14 @@ def test_a_fifo_as_labels_is_refused_without_being_opened(config, tmp_path):
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip().count("\n") == 0 and "labels.json" in res.stderr and "FIFO" in res.stderr
+
+
+def test_a_profile_whose_licence_is_not_accepted_is_refused_in_one_line(clip_set, tmp_path):
+    """``--profile arcface`` in a model cache where nobody accepted InsightFace's terms: one line, exit 2, before
+    any clip is scanned or anything is downloaded."""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path), "home": str(tmp_path / "home"),
+                                   "engines": {"engine": "onnxruntime", "threads": 2}, "metrics": {"enabled": False}}))
+    one_line_error(cli(cfg, "--labels", str(clip_set), "--profile", "arcface"), "non-commercial",
+                   "--accept-model-license")
+    assert not (tmp_path / "home" / "models" / "sources").exists()
