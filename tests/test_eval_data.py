@@ -101,6 +101,32 @@ def test_calibrate_uses_every_cross_identity_pair_and_writes_its_record(tmp_path
     assert a["impostors"] == 2800 and a["false_accepts"] == res["false_accepts"] and a["far_verdict"] == "kept"
 
 
+def test_calibrate_drops_the_photos_the_exposure_gate_drops_live(tmp_path, es8):
+    """The promise is about the faces that decide: a photo whose face the pipeline would not embed (half in deep
+    shadow) is not a calibration trial either, and is counted with the photos without a face."""
+    import cv2
+    import numpy as np
+
+    root = tmp_path / "ids"
+    for d in sorted(es8.iterdir()):
+        (root / d.name).mkdir(parents=True)
+        for f in sorted(d.iterdir()):
+            os.symlink(f.resolve(), root / d.name / f.name)
+    first = sorted(root.iterdir())[0]
+    for name in ("1.jpg", "2.jpg"):  # half of the face in deep shadow, as in Extended Yale B's side light
+        img = cv2.imread(str(first / name))
+        (first / name).unlink()
+        img[:, : img.shape[1] // 2] = (img[:, : img.shape[1] // 2] * 0.05).astype(np.uint8)
+        cv2.imwrite(str(first / name), img)
+    args = ("calibrate", "--pass-length", "5", "--root", str(root), "--target-far", "0.02")
+    res = cli(*args)
+    assert res["photos_without_face"] == 2 and res["photos"] == 78
+    assert res["impostors"] == 2800 - 7 * 10 * 2  # the first identity keeps 8 photos
+    off = tmp_path / "off.yaml"
+    off.write_text("quality:\n  max_clipped: 1.0\n")  # the gate off: every photo is a trial again
+    assert cli("-c", str(off), *args)["impostors"] == 2800
+
+
 def test_calibrate_refuses_a_far_the_data_cannot_support_and_names_what_it_can(tmp_path, es8):
     cfg = tmp_path / "keep.yaml"
     cfg.write_text("cameras: []\n")

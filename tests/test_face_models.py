@@ -9,7 +9,8 @@ import pytest
 
 from engines.aggregate import templates, track_vector
 from engines.embedder import TEMPLATE, Embedder
-from engines.face_model import CROP_SIZE, CROP_TEMPLATE, FaceEmbedder, check_crops, crop_sharpness, face_crop
+from engines.face_model import (CROP_SIZE, CROP_TEMPLATE, FaceEmbedder, check_crops, crop_clipped, crop_sharpness,
+                                exposure_problem, face_crop)
 from engines.fusion import FusedEmbedder
 from engines.profiles import PROFILES, profile
 from stream.pipeline.decisions import TrackTemplate
@@ -59,6 +60,29 @@ def test_sharpness_falls_with_blur(astronaut_bgr, analyzer):
 
     crop = face_crop(astronaut_bgr, analyzer.detector.detect(astronaut_bgr).landmarks[0])
     assert crop_sharpness(cv2.GaussianBlur(crop, (0, 0), 3)) < 0.3 * crop_sharpness(crop)
+
+
+def _shaded(img: np.ndarray, factor: float, left_of: int | None = None) -> np.ndarray:
+    """``img`` darkened by ``factor`` (only its columns left of ``left_of`` when given): a face in shadow."""
+    out = img.astype(np.float32).copy()
+    out[:, :left_of] *= factor
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def test_exposure_gate_drops_faces_lost_to_shadow_or_glare_and_keeps_dim_ones(astronaut_bgr, analyzer):
+    face = analyzer.detector.detect(astronaut_bgr)
+    crop = face_crop(astronaut_bgr, face.landmarks[0])
+    assert crop_clipped(crop) < 0.05 and exposure_problem(crop, 0.2) is None
+    dim = face_crop(_shaded(astronaut_bgr, 0.5), face.landmarks[0])  # half the light: still every detail
+    assert exposure_problem(dim, 0.2) is None
+    cx = int(face.landmarks[0][2, 0])  # the nose: half the face in deep shadow, as Extended Yale B's side light
+    half = face_crop(_shaded(astronaut_bgr, 0.05, cx), face.landmarks[0])
+    assert 0.3 < crop_clipped(half) < 0.7
+    why = exposure_problem(half, 0.2)
+    assert why is not None and "near black or white" in why and "lower face" in why and "quality.max_clipped 0.2" in why
+    glare = face_crop(np.clip(astronaut_bgr.astype(np.int32) * 4, 0, 255).astype(np.uint8), face.landmarks[0])
+    assert exposure_problem(glare, 0.2) is not None
+    assert exposure_problem(half, 1.0) is None  # 1.0 turns the gate off
 
 
 # ------------------------------------------------------------------ fusion

@@ -253,7 +253,8 @@ def test_detect_stage_tracks_faces_the_quality_gate_keeps_from_embedding(astrona
     def at(i: int, dets: Detections) -> None:
         stage.emit(Frame("cam", i, float(i), float(i) / 10, i, image=frame), dets)
 
-    stage.cfg = Config.model_validate({"quality": {"min_face": int(face.sizes[0] * 0.8)}})
+    # max_clipped off: the "someone else" below is the astronaut's landmarks moved onto her white suit
+    stage.cfg = Config.model_validate({"quality": {"min_face": int(face.sizes[0] * 0.8), "max_clipped": 1.0}})
     c = (face.boxes[:, :2] + face.boxes[:, 2:]) / 2  # the same face at 0.6x about its centre: under min_face
     small = Detections(np.hstack([c - (c - face.boxes[:, :2]) * 0.6, c + (face.boxes[:, 2:] - c) * 0.6]), face.scores,
                        (c[:, None] + (face.landmarks - c[:, None]) * 0.6).astype(np.float32))
@@ -266,3 +267,28 @@ def test_detect_stage_tracks_faces_the_quality_gate_keeps_from_embedding(astrona
     other = Detections(face.boxes + np.array([0, 300, 0, 300], np.float32), face.scores, face.landmarks + [0, 300])
     at(8, other)  # someone else, where the first track's search area would have grown to
     assert sent[-1].track_ids[0] != first
+
+
+def test_detect_stage_does_not_embed_a_face_lost_to_shadow_and_counts_it(astronaut_bgr, analyzer):
+    """``quality.max_clipped``: a face half in deep shadow is tracked but not sent to embed, and the metrics say why
+    (``gated_exposure``), so an operator can tell bad lighting from an empty scene."""
+    from stream.config import Config
+    from stream.pipeline.detect import DetectStage
+    from stream.pipeline.messages import Frame
+    from stream.pipeline.stage import StageMetrics
+
+    stage = DetectStage.__new__(DetectStage)  # the stage's emit, without its sockets
+    stage.tracker = IouTracker(max_age_s=2.0)
+    stage.metrics = StageMetrics()
+    sent = []
+    stage.out = None
+    stage.send = lambda sock, msg, force=False: sent.append(msg) or True
+    stage.cfg = Config.model_validate({})
+    face = analyzer.detector.detect(astronaut_bgr)
+    shaded = astronaut_bgr.copy()
+    cx = int(face.landmarks[0][2, 0])
+    shaded[:, :cx] = (shaded[:, :cx] * 0.05).astype(np.uint8)
+    stage.emit(Frame("cam", 0, 0.0, 0.0, 0, image=shaded), face)
+    assert sent == [] and stage.metrics.counters["gated_exposure"] == 1 and stage.metrics.counters["gated"] == 1
+    stage.emit(Frame("cam", 1, 0.1, 0.1, 1, image=astronaut_bgr), face)  # the light comes back
+    assert len(sent) == 1 and stage.metrics.counters["gated_exposure"] == 1

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.cache:
             a.cache.mkdir(parents=True, exist_ok=True)
             cache = a.cache / f"{a.root.resolve().parent.name}_{a.root.name}_{cfg.embedder_id.replace(':', '_')}.npz"
-            # the same names as tools/threshold_splits.py --cache, so one cache serves both
+            # ungated (no exposure gate: this compares models on every photo), so its own cache name
         ls = embed(a.root, photo_analyzer(cfg), cache)
     except (ConfigError, EvalError, ModelError, OSError) as exc:
         print(f"fit_fusion: {exc}", file=sys.stderr)

@@ -76,7 +76,7 @@ def main() -> int:
     profiles = a.profile or ["fast"]
     dump, lines, broken = {}, [], 0
     try:
-        from threshold_splits import embed
+        from threshold_splits import cache_key, embed
 
         sizes = _numbers(a.sizes, int, "--sizes")
         fpirs = _numbers(a.fpirs, float, "--fpirs")
@@ -86,12 +86,13 @@ def main() -> int:
             raise EvalError(f"--json {a.json}: no such directory {a.json.parent}")
         for profile in profiles:
             cfg = load_config(overrides={"engines": {"engine": "onnxruntime"}, "recognition": {"profile": profile}})
-            key = cfg.embedder_id.replace(":", "_")
+            key = cache_key(cfg)
             analyzer = _LazyAnalyzer(cfg)
             sets = []
             for root in a.root:
                 name = root.parent.name if root.name == "ids" else root.name
-                sets.append(embed(root, analyzer, a.cache / f"{name}_ids_{key}.npz" if a.cache else None))
+                sets.append(embed(root, analyzer, a.cache / f"{name}_ids_{key}.npz" if a.cache else None,
+                                  cfg.quality.max_clipped))
             t = time.perf_counter()
             rep = identify_at_scale(merge(sets), sizes, fpirs, enroll=a.enroll, folds=a.folds, seed=a.seed,
                                     synthetic=None if a.synthetic == "none" else GENERATORS[a.synthetic],

@@ -59,17 +59,23 @@ def pct(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None else f"{100 * x:.{digits}f}%"
 
 
-def embed(root: Path, analyzer, cache_file: Path | None) -> LabelledPhotos:
-    """Every photo of ``root`` embedded once; with ``cache_file``, reused from an earlier run of the same photos."""
+def cache_key(cfg) -> str:
+    """What an embedding cache file is valid for: the profile's vectors under the config's exposure gate."""
+    return f"{cfg.embedder_id.replace(':', '_')}_clip{cfg.quality.max_clipped:g}"
+
+
+def embed(root: Path, analyzer, cache_file: Path | None, max_clipped: float | None = None) -> LabelledPhotos:
+    """Every photo of ``root`` embedded once (``max_clipped``: the exposure gate, as calibration applies it); with
+    ``cache_file``, reused from an earlier run of the same photos."""
     paths = [str(p) for ps in list_identities(root).values() for p in ps]
-    cache = EmbeddingCache(analyzer, root)
+    cache = EmbeddingCache(analyzer, root, max_clipped)
     if cache_file and cache_file.is_file():
         z = np.load(cache_file, allow_pickle=False)
         if list(z["paths"]) == paths:
             for p, e, ok in zip(paths, z["emb"], z["ok"]):
                 cache.cache[Path(p)] = e if ok else None
                 if not ok:
-                    cache.failures[p] = "no face detected (cached)"
+                    cache.failures[p] = "no face detected or gated (cached)"
     t = time.perf_counter()
     ls = embed_labelled(cache, root, progress=sys.stderr.isatty())
     print(f"# {root}: {len(ls.identities)} identities, {len(ls.paths)} photos with a face, {len(ls.failed)} without; "
@@ -382,8 +388,9 @@ def main() -> int:
         sets = {}
         for root in a.root:
             name = root.parent.name if root.name == "ids" else root.name
-            key = cfg.embedder_id.replace(":", "_")  # a cache of one profile's vectors is never read for another's
-            sets[name] = embed(root, analyzer, a.cache / f"{name}_ids_{key}.npz" if a.cache else None)
+            key = cache_key(cfg)  # a cache of one profile's vectors is never read for another's
+            sets[name] = embed(root, analyzer, a.cache / f"{name}_ids_{key}.npz" if a.cache else None,
+                               cfg.quality.max_clipped)
     except (EvalError, ModelError, OSError) as exc:
         print(f"threshold_splits: error: {exc}", file=sys.stderr)
         return 2

@@ -42,8 +42,9 @@ def eval_verify(ctx: click.Context, pairs_file: str, root: str, plot: str | None
     cfg = get_config(ctx)
     rep = evaluate_verify(get_analyzer(ctx), Path(pairs_file), Path(root), plot=Path(plot) if plot else None,
                           progress=show_progress(ctx), threshold=cfg.threshold,
-                          far_claim=cfg.calibration.far, gallery_size=cfg.calibration.gallery_size)
-    lines = [f"pairs: {rep.genuine} same + {rep.impostor} different; images {rep.images}, without a face {rep.failed_images} ({rep.failure_policy})",
+                          far_claim=cfg.calibration.far, gallery_size=cfg.calibration.gallery_size,
+                          max_clipped=cfg.quality.max_clipped)
+    lines = [f"pairs: {rep.genuine} same + {rep.impostor} different; images {rep.images}, without a face or gated {rep.failed_images} ({rep.failure_policy})",
              f"10-fold accuracy: {rep.accuracy_mean:.4f} +- {rep.accuracy_std:.4f}", f"ROC AUC: {rep.auc:.4f}"]
     lines += _rate_lines(rep.tar_at_far, "TAR", "FAR")
     lines.append(at_threshold_line(rep.at_threshold))
@@ -71,7 +72,8 @@ def eval_identify(ctx: click.Context, root: str, enroll_k: int, only: str | None
     rep = evaluate_identify(get_analyzer(ctx), Path(root), enroll=enroll_k, threshold=cfg.threshold, only=only,
                             plot=Path(plot) if plot else None, progress=show_progress(ctx),
                             gallery_size=gallery_size or cfg.calibration.gallery_size,
-                            far_claim=cfg.calibration.far, within_families=within_families)
+                            far_claim=cfg.calibration.far, within_families=within_families,
+                            max_clipped=cfg.quality.max_clipped)
     lines = [f"identities {rep.identities}: enrolled {rep.enrolled_identities} x {rep.enroll_per_identity} photos; "
              f"mated probes {rep.mated_probes}, non-mated {rep.nonmated_probes}",
              f"rank-1 identification rate: {rep.rank1:.4f}"]
@@ -253,7 +255,7 @@ def calibrate(ctx: click.Context, root: str, pairs_file: str | None, target_far:
     length = pass_length or cfg.matching.max_embeddings_per_track
     chips = min(min_chips or cfg.matching.votes, length)  # the match stage decides from min(votes, max embeddings)
     analyzer = get_analyzer(ctx)
-    cache = EmbeddingCache(analyzer, Path(root))
+    cache = EmbeddingCache(analyzer, Path(root), cfg.quality.max_clipped)
     genuine = None
     if pairs is not None:
         require_photos(cache, pairs)

@@ -38,14 +38,14 @@ class IdentifyReport:
 def evaluate_identify(analyzer, root: Path, enroll: int = 3, fpirs=(1e-2, 1e-3), threshold: float = 0.9,
                       only: str | None = None, plot: Path | None = None, progress: bool = True, seed: int = 0,
                       workdir: Path | None = None, gallery_size: int = 10, far_claim: float | None = None,
-                      within_families: bool = False) -> IdentifyReport:
+                      within_families: bool = False, max_clipped: float | None = None) -> IdentifyReport:
     """Open-set 1:N through the real Gallery (SQLite + HNSW): every other identity (sorted) is enrolled with
     its first ``enroll`` photos; probes are the rest of their photos (mated) and all photos of the others
     (non-mated). FPIR at ``threshold`` is then measured on galleries of growing size N. ``at_threshold``: TPIR,
     FAR over every cross-identity photo pair and FPIR over every gallery of ``gallery_size`` identities
-    (:class:`OpenSet`), next to the claim ``far_claim``."""
+    (:class:`OpenSet`), next to the claim ``far_claim``. ``max_clipped``: the exposure gate photos must pass."""
     require_plotting(plot)
-    cache = EmbeddingCache(analyzer, root)
+    cache = EmbeddingCache(analyzer, root, max_clipped)
     photos = list_identities(Path(root), only)
     names = sorted(photos)
     enrolled = [n for k, n in enumerate(names) if k % 2 == 0 and len(photos[n]) > enroll]

@@ -1,8 +1,10 @@
 """Labelled photos for evaluation: the LFW pairs format, and each photo's embedding computed once.
 
-Policy for photos where no face is detected (after the padded retry): the photo counts as a failure to
+Policy for photos where no face is detected (after the padded retry), or whose face the pipeline's exposure gate
+would drop (``quality.max_clipped``, :func:`engines.face_model.exposure_problem`): the photo counts as a failure to
 enrol/acquire. Every pair that uses it gets score -inf (always rejected), so failures lower TAR instead
-of being silently dropped; their number is reported.
+of being silently dropped; their number is reported. Why the gate applies here too: a threshold's promise is about
+the faces that decide live, and the live pipeline never embeds a gated face.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from engines.analyzer import largest_face
+from engines.face_model import exposure_problem
 from stream.media.images import ImageError, load_image
 
 FAIL_SCORE = -np.inf
@@ -95,10 +98,13 @@ def require_photos(cache: "EmbeddingCache", pairs: list[Pair]) -> None:
 
 
 class EmbeddingCache:
-    """Embedding of the largest face of each photo, computed once; None when no face / unreadable."""
+    """Embedding of the largest face of each photo, computed once; None when no face / unreadable / gated.
 
-    def __init__(self, analyzer, root: Path) -> None:
-        self.analyzer, self.root = analyzer, Path(root)
+    ``max_clipped``: the config's ``quality.max_clipped``; a photo whose face is beyond it is a failure with the
+    gate's reason (None: no exposure gate, for comparing models rather than checking a promise)."""
+
+    def __init__(self, analyzer, root: Path, max_clipped: float | None = None) -> None:
+        self.analyzer, self.root, self.max_clipped = analyzer, Path(root), max_clipped
         self.cache: dict[Path, np.ndarray | None] = {}
         self.failures: dict[str, str] = {}
         self.seconds = 0.0
@@ -116,9 +122,12 @@ class EmbeddingCache:
             self.seconds += time.perf_counter() - t
             if not faces and str(path) not in self.failures:
                 self.failures[str(path)] = "no face detected"
-            self.cache[path] = (
-                largest_face(faces).embedding if faces else None
-            )
+            face = largest_face(faces) if faces else None
+            if face is not None and self.max_clipped is not None and face.crop is not None:
+                why = exposure_problem(face.crop, self.max_clipped)
+                if why is not None:
+                    face, self.failures[str(path)] = None, why
+            self.cache[path] = None if face is None else face.embedding
         return self.cache[path]
 
 

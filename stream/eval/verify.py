@@ -29,7 +29,8 @@ class VerifyReport:
     tar_at_far: list[RateAt]
     images: int
     failed_images: int
-    failure_policy: str = "photo without a detectable face: every pair using it is scored -inf (rejected)"
+    failure_policy: str = ("photo without a detectable face, or whose face the exposure gate drops (quality.max_clipped): "
+                           "every pair using it is scored -inf (rejected)")
     seconds: float = 0.0
     at_threshold: dict | None = None
 
@@ -56,11 +57,12 @@ def verify_at_threshold(genuine: np.ndarray, impostor: np.ndarray, threshold: fl
 
 def evaluate_verify(analyzer, pairs_file: Path, root: Path, fars=(1e-2, 1e-3, 1e-4), plot: Path | None = None,
                     progress: bool = True, threshold: float | None = None, far_claim: float | None = None,
-                    gallery_size: int = 10) -> VerifyReport:
-    """The LFW protocol on a pairs file; with ``threshold`` also what that threshold does (``at_threshold``)."""
+                    gallery_size: int = 10, max_clipped: float | None = None) -> VerifyReport:
+    """The LFW protocol on a pairs file; with ``threshold`` also what that threshold does (``at_threshold``).
+    ``max_clipped``: the exposure gate photos must pass (``quality.max_clipped``; None: none)."""
     require_plotting(plot)
     pairs = parse_pairs(pairs_file)
-    cache = EmbeddingCache(analyzer, root)
+    cache = EmbeddingCache(analyzer, root, max_clipped)
     require_photos(cache, pairs)
     t = time.perf_counter()
     scores = pair_scores(cache, pairs, progress)

@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 LATENCY_BUCKETS_MS = (25, 50, 100, 150, 200, 250, 400, 600, 1000, 2000, 5000)
 COUNTERS = ("frames_in", "frames_out", "faces_detected", "faces_in", "faces_out", "faces_embedded", "faces_matched",
-            "dropped", "dropped_stale", "dropped_overload", "skipped", "gated", "malformed", "alerts", "suppressed_cooldown",
+            "dropped", "dropped_stale", "dropped_overload", "skipped", "gated", "gated_exposure", "malformed", "alerts", "suppressed_cooldown",
             "offline", "track_resets", "decode_errors", "gallery_reloads",
             "unknown_gated_small", "unknown_gated_blurred", "detect_full", "detect_regions", "detect_skipped")
 DELIVERY_STATES = ("pending", "delivered", "failed")

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from engines.detections import Detections
-from engines.face_model import crop_sharpness, face_crop
+from engines.face_model import crop_sharpness, exposure_problem, face_crop
 from stream.loaders import pipeline_detector
 from stream.pipeline.decisions import LiveBatchCut, face_quality
 from stream.pipeline.messages import Faces, Frame
@@ -165,17 +165,24 @@ class DetectStage(Stage):
         all_ids, _ = self.tracker.update(m.camera, faces.boxes, t) if len(faces) else (np.zeros(0, np.int64), None)
         keep = (faces.sizes >= self.cfg.min_face(m.camera)) & (faces.scores >= q.min_det_score)
         crops, sharp = [], []
+        exposure = 0
         for i in np.flatnonzero(keep):
             crop = face_crop(m.image, faces.landmarks[i])
             s = crop_sharpness(crop)
             if s < q.min_sharpness:
                 keep[i] = False
                 continue
+            if exposure_problem(crop, q.max_clipped) is not None:
+                keep[i] = False
+                exposure += 1
+                continue
             crops.append(crop)
             sharp.append(s)
         gated = int(len(faces) - keep.sum())
         self.metrics.inc("faces_detected", len(faces))
         self.metrics.inc("gated", gated)
+        if exposure:
+            self.metrics.inc("gated_exposure", exposure)
         if not keep.any():
             return
         f = faces.subset(keep)

@@ -1,7 +1,7 @@
 """Enrolment from a video (``facewatch gallery enroll NAME --video FILE``): the best distinct looks of its one person.
 
 How: frames are sampled at ``SAMPLE_FPS`` (every ``round(fps / SAMPLE_FPS)``-th frame), faces detected, gated by
-the pipeline's quality gate (``quality.min_face``, ``min_det_score``, ``min_sharpness``), linked into tracks by the
+the pipeline's quality gate (``quality.min_face``, ``min_det_score``, ``min_sharpness``, ``max_clipped``), linked into tracks by the
 pipeline's own ``IouTracker`` (tracks also end at scene cuts, ``SceneCuts``) and embedded, exactly as the detect and
 embed stages do. Each track's face is the quality-weighted mean of its embeddings (``engines.aggregate.
 track_vector``); two tracks are the same person when those means reach the per-photo threshold (``cfg.threshold``),
@@ -29,7 +29,7 @@ import numpy as np
 
 from engines.aggregate import track_vector
 from engines.analyzer import FaceAnalyzer
-from engines.face_model import crop_sharpness, face_crops
+from engines.face_model import crop_sharpness, exposure_problem, face_crops
 from stream.config import Config
 from stream.pipeline.decisions import face_quality
 
@@ -37,7 +37,8 @@ SAMPLE_FPS = 4.0
 DUPLICATE_SHARE = 0.2  # a near-duplicate is closer to a kept chip than this share of the threshold's distance
 CAMERA = "enroll"  # the tracker's camera name for the one video
 #: Why a detected face was not kept, as counted in the result.
-REASONS = ("small", "low_score", "blurred", "other_person", "duplicate", "over_limit")
+GATE_REASONS = ("small", "low_score", "blurred", "exposure")  # the quality gate, in the order it applies
+REASONS = (*GATE_REASONS, "other_person", "duplicate", "over_limit")
 
 
 class VideoEnrollError(ValueError):
@@ -175,6 +176,10 @@ def read_faces(analyzer: FaceAnalyzer, cfg: Config, path: str | Path, sample_fps
             sharp = np.array([crop_sharpness(c) for c in crops]) if crops is not None else np.zeros(0)
             sharp_ok = sharp >= q.min_sharpness
             out.rejected["blurred"] += int((~sharp_ok).sum())
+            lit = np.array([sharp_ok[j] and exposure_problem(c, q.max_clipped) is None for j, c in enumerate(crops)]) \
+                if crops is not None else np.zeros(0, bool)
+            out.rejected["exposure"] += int((sharp_ok & ~lit).sum())
+            sharp_ok &= lit
             if not sharp_ok.any():
                 continue
             idx = np.flatnonzero(keep)[sharp_ok]
@@ -231,7 +236,7 @@ def _describe(faces: VideoFaces) -> str:
 
 
 def _gated_text(rejected: Counter) -> str:
-    parts = [f"{rejected[r]} {r.replace('_', ' ')}" for r in ("small", "low_score", "blurred") if rejected.get(r)]
+    parts = [f"{rejected[r]} {r.replace('_', ' ')}" for r in GATE_REASONS if rejected.get(r)]
     return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -255,7 +260,7 @@ def select(faces: VideoFaces, threshold: float, max_samples: int, *, track: int 
                                "choose one with --track N (that person) or --largest (the largest faces)")
     else:
         person = 1
-    rejected = Counter({r: faces.rejected.get(r, 0) for r in ("small", "low_score", "blurred")})
+    rejected = Counter({r: faces.rejected.get(r, 0) for r in GATE_REASONS})
     rejected["other_person"] = sum(len(t.chips) for p, ts in people.items() if p != person for t in ts)
     chips = sorted((c for t in people[person] for c in t.chips), key=VideoChip.rank, reverse=True)
     dup = duplicate_cosine(threshold)
