@@ -58,3 +58,38 @@ def test_exit_causes_are_named():
     assert exit_cause(-9) == "was killed by SIGKILL"
     assert exit_cause(1) == "exited with status 1"
     assert exit_cause(None) == "stopped heartbeating"
+
+
+class EnvStage(Stage):
+    """Says in its counters what ``FW_TEST_STAGE_ENV`` is in its own process."""
+
+    kind = name = "alert"
+
+    def loop_once(self) -> None:
+        import os
+
+        time.sleep(0.05)
+        self.metrics.inc("env_" + os.environ.get("FW_TEST_STAGE_ENV", "unset"))
+
+
+def test_a_stage_sees_the_environment_of_its_start_not_the_fork_servers(tmp_path, monkeypatch, fw_home):
+    """Stages are forked from a fork server started with the first stage; one started later must still see the
+    supervisor's environment as it is then (a secret or FACEWATCH_HOME set in between), as a spawned one would."""
+    seen: dict[str, set] = {}
+    for value in ("first", "second"):
+        monkeypatch.setenv("FW_TEST_STAGE_ENV", value)
+        sup = Supervisor(small_config(tmp_path / value), live=True, final=EnvStage)
+
+        def reported(s: Supervisor, value: str = value) -> bool:
+            child = next(c for c in s.children if c.spec.kind == "alert")
+            seen[value] = {k for k in child.metrics if k.startswith("env_")}
+            return bool(seen[value])
+
+        try:
+            sup.start()
+            end = time.monotonic() + 60
+            while time.monotonic() < end and not reported(sup):
+                sup.poll(0.2)
+        finally:
+            sup.stop()
+    assert seen == {"first": {"env_first"}, "second": {"env_second"}}

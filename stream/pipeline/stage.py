@@ -203,21 +203,25 @@ class Stage:
         self.ctx.destroy(linger=0 if self.live else 2000)
 
 
-def stage_main(spec: StageSpec) -> None:
-    """Entry point of every stage process (picklable for spawn).
+def stage_main(spec: StageSpec, environ: dict[str, str] | None = None) -> None:
+    """Entry point of every stage process (picklable for spawn). ``environ``: the supervisor's environment when it
+    started the stage, applied first (a stage forked by the fork server would otherwise have the server's).
 
     The process title names the role (``facewatch: detect``), so ``ps``/``top`` tell the stages apart. A crash
     is one log line and one last heartbeat carrying its cause, so the supervisor can say why it restarts the
     stage, instead of a traceback on the operator's terminal (it is logged at debug level).
     """
     instance = spec.options.get("instance", spec.kind)
-    quiet_native_logs(debug=spec.log_level <= logging.DEBUG)
-    try:
+    try:  # first: setproctitle finds the argv memory it rewrites only while the environment is untouched
         import setproctitle
 
         setproctitle.setproctitle(f"facewatch: {instance}")
     except ImportError:  # pragma: no cover - a declared dependency; only cosmetic if missing
         pass
+    if environ is not None and environ != os.environ:
+        os.environ.clear()
+        os.environ.update(environ)
+    quiet_native_logs(debug=spec.log_level <= logging.DEBUG)
     try:
         spec.stage_class(spec).run()
     except Exception as exc:
