@@ -229,6 +229,20 @@ def test_replayed_camera_alerts_once_per_loop(tmp_path, analyzer):
     assert all(LOOP_S - 0.8 < g < 2 * LOOP_S + 0.8 for g in gaps), gaps
 
 
+def emit_only_detect_stage():
+    """A detect stage with its tracker and metrics but no sockets or models: ``emit`` appends to ``sent``."""
+    from stream.pipeline.detect import DetectStage
+    from stream.pipeline.stage import StageMetrics
+
+    stage = DetectStage.__new__(DetectStage)
+    stage.tracker = IouTracker(max_age_s=2.0)
+    stage.metrics = StageMetrics()
+    sent: list = []
+    stage.out = None
+    stage.send = lambda sock, msg, force=False: sent.append(msg) or True
+    return stage, sent
+
+
 def test_detect_stage_tracks_faces_the_quality_gate_keeps_from_embedding(astronaut_bgr, analyzer):
     """A face too small to embed for a while is still tracked, so its track does not stay behind and take over a
     face that appears nearby (seen on a generated clip: a name carried onto another person 270 px away)."""
@@ -236,16 +250,9 @@ def test_detect_stage_tracks_faces_the_quality_gate_keeps_from_embedding(astrona
 
     from engines.detections import Detections
     from stream.config import Config
-    from stream.pipeline.detect import DetectStage
     from stream.pipeline.messages import Frame
-    from stream.pipeline.stage import StageMetrics
 
-    stage = DetectStage.__new__(DetectStage)  # the stage's emit, without its sockets
-    stage.tracker = IouTracker(max_age_s=2.0)
-    stage.metrics = StageMetrics()
-    sent = []
-    stage.out = None
-    stage.send = lambda sock, msg, force=False: sent.append(msg) or True
+    stage, sent = emit_only_detect_stage()
     frame = cv2.resize(astronaut_bgr, (1024, 1024))
     face = analyzer.detector.detect(frame)
     assert len(face) == 1
@@ -273,16 +280,9 @@ def test_detect_stage_does_not_embed_a_face_lost_to_shadow_and_counts_it(astrona
     """``quality.max_clipped``: a face half in deep shadow is tracked but not sent to embed, and the metrics say why
     (``gated_exposure``), so an operator can tell bad lighting from an empty scene."""
     from stream.config import Config
-    from stream.pipeline.detect import DetectStage
     from stream.pipeline.messages import Frame
-    from stream.pipeline.stage import StageMetrics
 
-    stage = DetectStage.__new__(DetectStage)  # the stage's emit, without its sockets
-    stage.tracker = IouTracker(max_age_s=2.0)
-    stage.metrics = StageMetrics()
-    sent = []
-    stage.out = None
-    stage.send = lambda sock, msg, force=False: sent.append(msg) or True
+    stage, sent = emit_only_detect_stage()
     stage.cfg = Config.model_validate({})
     face = analyzer.detector.detect(astronaut_bgr)
     shaded = astronaut_bgr.copy()
