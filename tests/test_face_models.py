@@ -243,3 +243,17 @@ INSERT INTO persons VALUES (1, 'ann', 0);""")
         samples, _ = w.kept_crops()
         assert [b is None for _, b in samples] == [True, False]
         assert w.search(v)[0].identity == "ann"
+
+
+def test_crop_gate_names_the_first_check_a_crop_fails(astronaut_bgr, analyzer):
+    import cv2
+
+    from stream.pipeline.decisions import crop_gate
+
+    face = analyzer.detector.detect(astronaut_bgr)
+    crop = face_crop(astronaut_bgr, face.landmarks[0])
+    why, sharp = crop_gate(crop, 15.0, 0.2)
+    assert why is None and sharp == crop_sharpness(crop)
+    half = face_crop(_shaded(astronaut_bgr, 0.05, int(face.landmarks[0][2, 0])), face.landmarks[0])
+    assert crop_gate(half, 15.0, 0.2)[0] == "exposure"
+    assert crop_gate(cv2.GaussianBlur(half, (0, 0), 6), 15.0, 0.2)[0] == "blurred"  # blur is checked first

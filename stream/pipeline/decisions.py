@@ -14,6 +14,7 @@ from typing import Iterable, Literal, Protocol, Sequence
 import numpy as np
 
 from engines.aggregate import track_vector
+from engines.face_model import crop_sharpness, exposure_problem
 
 DecisionKind = Literal["watchlist", "unknown"]
 
@@ -48,6 +49,18 @@ def frontality(landmarks) -> np.ndarray:
     yaw = np.clip(1 - np.abs(nose_x) / YAW_FULL, 0, 1)
     pitch = np.clip(1 - np.abs(share - FRONTAL_NOSE_SHARE) / PITCH_FULL, 0, 1)
     return FRONTAL_FLOOR + (1 - FRONTAL_FLOOR) * yaw * pitch
+
+
+def crop_gate(crop: np.ndarray, min_sharpness: float, max_clipped: float) -> tuple[str | None, float]:
+    """(why the quality gate drops this face crop, its sharpness): ``"blurred"`` (``quality.min_sharpness``),
+    ``"exposure"`` (``quality.max_clipped``) or None when it may be embedded. The crop checks of the gate, in the
+    order they apply, in one place for the detect stage and ``gallery enroll --video``."""
+    s = crop_sharpness(crop)
+    if s < min_sharpness:
+        return "blurred", s
+    if exposure_problem(crop, max_clipped) is not None:
+        return "exposure", s
+    return None, s
 
 
 def face_quality(det_score, size, sharpness, landmarks=None):

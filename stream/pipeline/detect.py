@@ -26,9 +26,9 @@ import cv2
 import numpy as np
 
 from engines.detections import Detections
-from engines.face_model import crop_sharpness, exposure_problem, face_crop
+from engines.face_model import face_crop
 from stream.loaders import pipeline_detector
-from stream.pipeline.decisions import LiveBatchCut, face_quality
+from stream.pipeline.decisions import LiveBatchCut, crop_gate, face_quality
 from stream.pipeline.messages import Faces, Frame
 from stream.pipeline.motion import LoadInterval, MotionGate, Plan, small_copy
 from stream.pipeline.stage import Stage, StageSpec
@@ -168,13 +168,10 @@ class DetectStage(Stage):
         exposure = 0
         for i in np.flatnonzero(keep):
             crop = face_crop(m.image, faces.landmarks[i])
-            s = crop_sharpness(crop)
-            if s < q.min_sharpness:
+            why, s = crop_gate(crop, q.min_sharpness, q.max_clipped)
+            if why is not None:
                 keep[i] = False
-                continue
-            if exposure_problem(crop, q.max_clipped) is not None:
-                keep[i] = False
-                exposure += 1
+                exposure += why == "exposure"
                 continue
             crops.append(crop)
             sharp.append(s)

@@ -29,9 +29,9 @@ import numpy as np
 
 from engines.aggregate import track_vector
 from engines.analyzer import FaceAnalyzer
-from engines.face_model import crop_sharpness, exposure_problem, face_crops
+from engines.face_model import face_crops
 from stream.config import Config
-from stream.pipeline.decisions import face_quality
+from stream.pipeline.decisions import crop_gate, face_quality
 
 SAMPLE_FPS = 4.0
 DUPLICATE_SHARE = 0.2  # a near-duplicate is closer to a kept chip than this share of the threshold's distance
@@ -172,18 +172,16 @@ def read_faces(analyzer: FaceAnalyzer, cfg: Config, path: str | Path, sample_fps
             for reason, bad in (("small", sizes < q.min_face), ("low_score", faces.scores < q.min_det_score)):
                 out.rejected[reason] += int((bad & keep).sum())
                 keep &= ~bad
-            crops = face_crops(frame, faces.landmarks[keep]) if keep.any() else None
-            sharp = np.array([crop_sharpness(c) for c in crops]) if crops is not None else np.zeros(0)
-            sharp_ok = sharp >= q.min_sharpness
-            out.rejected["blurred"] += int((~sharp_ok).sum())
-            lit = np.array([sharp_ok[j] and exposure_problem(c, q.max_clipped) is None for j, c in enumerate(crops)]) \
-                if crops is not None else np.zeros(0, bool)
-            out.rejected["exposure"] += int((sharp_ok & ~lit).sum())
-            sharp_ok &= lit
-            if not sharp_ok.any():
+            if not keep.any():
                 continue
-            idx = np.flatnonzero(keep)[sharp_ok]
-            crops, sharp = crops[sharp_ok], sharp[sharp_ok]
+            crops = face_crops(frame, faces.landmarks[keep])
+            gate = [crop_gate(c, q.min_sharpness, q.max_clipped) for c in crops]
+            out.rejected.update(why for why, _ in gate if why is not None)
+            passed = np.array([why is None for why, _ in gate])
+            if not passed.any():
+                continue
+            idx = np.flatnonzero(keep)[passed]
+            crops, sharp = crops[passed], np.array([s for why, s in gate if why is None])
             ids, _ = tracker.update(CAMERA, faces.boxes[idx], t)
             embs = analyzer.embedder.embed_crops(crops)
             quality = face_quality(faces.scores[idx], sizes[idx], sharp, faces.landmarks[idx])
